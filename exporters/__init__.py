@@ -1,0 +1,1 @@
+"""Exporters: where pipelines end (ClickHouse, …). One folder per configuration type."""

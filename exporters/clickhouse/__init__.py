@@ -1,0 +1,1 @@
+"""`clickhouse` exporter: the contrib exporter's tables, embedded chDB or a ClickHouse server."""

@@ -1,0 +1,49 @@
+"""Where the SQL runs: the embedded chDB store, or a ClickHouse server through clickhouse-connect.
+
+Both take the same DDL and the same INSERT (raw OTLP protobuf into the ingest table); they differ
+only in transport. Calls are blocking and run in worker threads (chDB releases the GIL).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+Settings = Mapping[str, str | int | float]
+
+
+class EngineError(Exception):
+    """ClickHouse refused a statement. `retryable` tells a transient failure from a bad request."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Engine(ABC):
+    @abstractmethod
+    def command(self, sql: str) -> None: ...
+
+    @abstractmethod
+    def insert(self, sql: str, data: bytes, fmt: str, settings: Settings) -> None:
+        """Run `sql` (an `INSERT INTO t` without FORMAT) with `data` in format `fmt`."""
+
+    @abstractmethod
+    def query(self, sql: str, fmt: str, settings: Settings | None = None) -> bytes: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+# ClickHouse error codes that mean "this data/statement is wrong", not "try again later".
+PERMANENT_CODES = {
+    6, 26, 27, 32, 33, 38, 41, 43, 44, 47, 53, 60, 62, 69, 70, 72, 76, 81, 117, 130, 131, 135,
+    167, 173, 180, 215, 386, 403, 404, 433, 434, 435, 438, 444, 497,
+}
+
+
+def code_of(message: str) -> int | None:
+    import re
+
+    match = re.search(r"Code: (\d+)", message)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,92 @@
+"""The embedded store: chDB (the ClickHouse engine in-process) on disk under `path`.
+
+chDB serialises statements per connection, so inserts use a small pool of connections (they run
+in parallel and release the GIL) and reads get a connection of their own: queries answer while
+ingest runs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from exporters.clickhouse.engines import PERMANENT_CODES, Engine, EngineError, Settings, code_of
+
+
+def _settings_clause(settings: Settings | None) -> str:
+    if not settings:
+        return ""
+    parts = []
+    for key, value in settings.items():
+        if isinstance(value, str):
+            if "$$" in value:
+                raise ValueError(f"setting {key} cannot hold '$$'")
+            parts.append(f"{key} = $${value}$$")
+        else:
+            parts.append(f"{key} = {value}")
+    return " SETTINGS " + ", ".join(parts)
+
+
+def _error(exc: Exception) -> EngineError:
+    message = str(exc)
+    code = code_of(message)
+    return EngineError(message, retryable=code not in PERMANENT_CODES)
+
+
+class EmbeddedEngine(Engine):
+    def __init__(self, path: str, insert_connections: int = 2) -> None:
+        import chdb
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.path = str(Path(path).resolve())
+        self._chdb = chdb
+        self._pool: queue.Queue[object] = queue.Queue()
+        self._all = []
+        for _ in range(max(1, insert_connections)):
+            conn = chdb.connect(self.path)
+            self._all.append(conn)
+            self._pool.put(conn)
+        self._reader = chdb.connect(self.path)
+        self._reader_lock = threading.Lock()
+        self._all.append(self._reader)
+
+    def command(self, sql: str) -> None:
+        self.query(sql, "TSV")
+
+    def insert(self, sql: str, data: bytes, fmt: str, settings: Settings) -> None:
+        conn = self._pool.get()
+        try:
+            with conn.send_insert(sql + _settings_clause(settings), fmt) as ins:  # type: ignore[attr-defined]
+                ins.append(data)
+                ins.finish()
+        except Exception as exc:  # chDB raises RuntimeError/ChdbError with the server message
+            raise _error(exc) from None
+        finally:
+            self._pool.put(conn)
+
+    def query(self, sql: str, fmt: str, settings: Settings | None = None) -> bytes:
+        with self._reader_lock:
+            try:
+                result = self._reader.query(sql + _settings_clause(settings), fmt)  # type: ignore[attr-defined]
+            except Exception as exc:
+                raise _error(exc) from None
+        return bytes(result.bytes()) if result is not None else b""
+
+    def query_in(self, database: str, sql: str, fmt: str) -> bytes:
+        """A query with `database` as the current database (the reader's USE is reset after)."""
+        with self._reader_lock:
+            try:
+                self._reader.query(f"USE `{database.replace('`', '')}`", "TSV")  # type: ignore[attr-defined]
+                result = self._reader.query(sql, fmt)  # type: ignore[attr-defined]
+            except Exception as exc:
+                raise _error(exc) from None
+        return bytes(result.bytes()) if result is not None else b""
+
+    def close(self) -> None:
+        for conn in self._all:
+            try:
+                conn.close()  # type: ignore[attr-defined]
+            except Exception:
+                pass
+        self._all.clear()

@@ -1,0 +1,105 @@
+"""A read-only, ClickHouse-compatible HTTP endpoint over the embedded store.
+
+The subset that curl, clickhouse-connect and Grafana's ClickHouse data source use: `GET/POST /`
+with the query in the `query` parameter and/or the body, `FORMAT` in the query or
+`default_format`, `database`, credentials by basic auth, `X-ClickHouse-User/Key` headers or
+`user`/`password` parameters, and `/ping`. Only reading statements run; the store is the gateway's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import re
+
+from aiohttp import web
+
+from exporters.clickhouse.config import QueryEndpoint
+from exporters.clickhouse.engines import Engine, EngineError, code_of
+
+log = logging.getLogger(__name__)
+
+_READING = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|"
+                      r"EXISTS|EXPLAIN)\b", re.IGNORECASE | re.DOTALL)
+
+
+def split_host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+class QueryServer:
+    def __init__(self, engine: Engine, cfg: QueryEndpoint, database: str) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self.database = database
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("GET", "/ping", self._ping)
+        app.router.add_route("*", "/", self._query)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = split_host_port(self.cfg.endpoint)
+        await web.TCPSite(self._runner, host, port).start()
+        log.info("ClickHouse-compatible query endpoint (read-only) on http://%s:%d", host, port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _ping(self, _: web.Request) -> web.Response:
+        return web.Response(text="Ok.\n")
+
+    def _authorized(self, request: web.Request) -> bool:
+        want_user = self.cfg.username
+        want_pass = self.cfg.password.get_secret_value()
+        if not want_user and not want_pass:
+            return True
+        user = request.headers.get("X-ClickHouse-User") or request.query.get("user", "")
+        password = request.headers.get("X-ClickHouse-Key") or request.query.get("password", "")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                return False
+        return hmac.compare_digest(user, want_user) and hmac.compare_digest(password, want_pass)
+
+    async def _query(self, request: web.Request) -> web.Response:
+        if request.method not in ("GET", "POST"):
+            return _error(405, "only GET and POST are supported")
+        if not self._authorized(request):
+            return _error(401, "authentication failed: wrong user or password", code=516)
+        body = (await request.read()).decode("utf-8", "replace") if request.can_read_body else ""
+        sql = " ".join(p for p in (request.query.get("query", ""), body) if p.strip()).strip()
+        if not sql:
+            return _error(400, "empty query: pass it in the 'query' parameter or the body", 62)
+        if not _READING.match(sql):
+            return _error(403, "this endpoint is read-only: only SELECT, WITH, SHOW, DESCRIBE, "
+                               "EXISTS and EXPLAIN run here", code=164)
+        fmt = request.query.get("default_format", "TabSeparated")
+        database = request.query.get("database") or self.database
+        try:
+            data = await asyncio.to_thread(self._run, sql.rstrip().rstrip(";"), fmt, database)
+        except EngineError as exc:
+            code = code_of(str(exc)) or 1000
+            return _error(404 if code in (60, 81) else 400, str(exc), code)
+        return web.Response(body=data, content_type="text/plain",
+                            headers={"X-ClickHouse-Format": fmt})
+
+    def _run(self, sql: str, fmt: str, database: str) -> bytes:
+        query = getattr(self.engine, "query_in", None)
+        if query is not None:
+            return bytes(query(database, sql, fmt))
+        return self.engine.query(sql, fmt)
+
+
+def _error(status: int, message: str, code: int = 0) -> web.Response:
+    if code and not message.startswith("Code:"):
+        message = f"Code: {code}. DB::Exception: {message}"
+    headers = {"X-ClickHouse-Exception-Code": str(code)} if code else {}
+    return web.Response(status=status, text=message.rstrip() + "\n", headers=headers)

@@ -1,0 +1,154 @@
+"""`otelgw`: run the gateway, validate a config, query the store, print the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader import GatewayConfig, load_config
+from gateway.errors import ConfigError
+
+_REPO_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "gateway.yaml"
+
+
+def _default_config() -> str:
+    local = Path("config/gateway.yaml")
+    return str(local if local.exists() else _REPO_DEFAULT)
+
+
+def _load(path: str) -> GatewayConfig:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"otelgw: {path}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for warning in cfg.warnings:
+        print(f"otelgw: warning: {warning}", file=sys.stderr)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.service import Service
+
+    cfg = _load(args.config)
+    tel = cfg.service.telemetry.logs
+    logs.setup(tel.level, tel.encoding)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        runner = asyncio.run
+    runner(Service(cfg).run())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    print(f"{args.config}: valid ({len(cfg.pipelines)} pipelines, {len(cfg.receivers)} "
+          f"receivers, {len(cfg.processors)} processors, {len(cfg.exporters)} exporters)")
+    return 0
+
+
+def _clickhouse(cfg: GatewayConfig, name: str | None) -> Any:
+    specs = [s for cid, s in cfg.exporters.items()
+             if s.factory.type == "clickhouse" and (name is None or str(cid) == name)]
+    if not specs:
+        raise SystemExit("otelgw: the configuration has no clickhouse exporter"
+                         + (f" named {name!r}" if name else ""))
+    return specs[0].config
+
+
+def _query_http(ch: Any, sql: str, fmt: str) -> bytes | None:
+    qe = ch.query_endpoint
+    if not qe.enabled:
+        return None
+    host, _, port = qe.endpoint.rpartition(":")
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]", "::") else host.strip("[]")
+    url = f"http://{host}:{port}/?" + urllib.parse.urlencode(
+        {"default_format": fmt, "database": ch.database})
+    req = urllib.request.Request(url, data=sql.encode(), method="POST")
+    if qe.username or qe.password.get_secret_value():
+        token = base64.b64encode(f"{qe.username}:{qe.password.get_secret_value()}".encode())
+        req.add_header("Authorization", "Basic " + token.decode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"otelgw: {exc.read().decode(errors='replace').strip()}") from None
+    except (urllib.error.URLError, ConnectionError):
+        return None  # the gateway is not running: read the store directly
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from exporters.clickhouse.engines import EngineError
+    from exporters.clickhouse.exporter import open_engine
+
+    ch = _clickhouse(_load(args.config), args.exporter)
+    out = None if ch.endpoint else _query_http(ch, args.sql, args.format)
+    if out is None:
+        engine = open_engine(ch)
+        try:
+            if hasattr(engine, "query_in"):
+                out = engine.query_in(ch.database, args.sql, args.format)
+            else:
+                out = engine.query(args.sql, args.format)
+        except EngineError as exc:
+            raise SystemExit(f"otelgw: {exc}") from None
+        finally:
+            engine.close()
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from exporters.clickhouse.exporter import schema_options
+    from exporters.clickhouse.ingest import schema_ddl
+
+    options = schema_options(_clickhouse(_load(args.config), args.exporter))
+    if args.cluster:
+        from dataclasses import replace
+
+        options = replace(options, cluster=args.cluster)
+    for stmt in schema_ddl(options):
+        print(stmt.rstrip() + ";\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="otelgw", description="OpenTelemetry ingest gateway "
+                                     "for ClickHouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", default=_default_config(),
+                       help="Collector-style YAML (default: config/gateway.yaml)")
+        return p
+
+    with_config(sub.add_parser("run", help="run the gateway")).set_defaults(fn=cmd_run)
+    with_config(sub.add_parser("validate", help="check a configuration, exit non-zero on error")
+                ).set_defaults(fn=cmd_validate)
+    q = with_config(sub.add_parser("query", help="run a read-only SQL query on the store"))
+    q.add_argument("sql")
+    q.add_argument("--format", default="PrettyCompact", help="ClickHouse output format")
+    q.add_argument("--exporter", help="clickhouse exporter id, when there are several")
+    q.set_defaults(fn=cmd_query)
+    s = with_config(sub.add_parser("schema", help="print the DDL the clickhouse exporter runs"))
+    s.add_argument("--cluster", help="emit ON CLUSTER DDL for this cluster")
+    s.add_argument("--exporter", help="clickhouse exporter id, when there are several")
+    s.set_defaults(fn=cmd_schema)
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Self-telemetry with the Collector's metric names, on a registry of the gateway's own.
+
+Names follow the Collector's internal telemetry (otelcol_receiver_accepted_spans_total, …) so the
+dashboards and alerts people already have for a Collector work against otelgw.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.signals import Signal
+
+_ITEMS = [s.item_name for s in Signal]
+
+
+class SelfTelemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+
+        def per_item(prefix: str, labels: list[str], doc: str) -> dict[str, Counter]:
+            return {i: Counter(f"{prefix}_{i}", doc.format(i.replace("_", " ")), labels,
+                               registry=r) for i in _ITEMS}
+
+        rl = ["receiver", "transport"]
+        self.receiver_accepted = per_item("otelcol_receiver_accepted", rl,
+                                          "Number of {} successfully pushed into the pipeline.")
+        self.receiver_refused = per_item("otelcol_receiver_refused", rl,
+                                         "Number of {} that could not be pushed into the pipeline.")
+        self.receiver_failed = per_item("otelcol_receiver_failed", rl,
+                                        "Number of {} the receiver could not decode or accept.")
+        el = ["exporter"]
+        self.exporter_sent = per_item("otelcol_exporter_sent", el,
+                                      "Number of {} successfully sent to destination.")
+        self.exporter_send_failed = per_item("otelcol_exporter_send_failed", el,
+                                             "Number of {} in failed attempts to send.")
+        self.exporter_enqueue_failed = per_item("otelcol_exporter_enqueue_failed", el,
+                                                "Number of {} failed to be added to the queue.")
+        self.exporter_queue_size = Gauge("otelcol_exporter_queue_size",
+                                         "Current size of the retry queue (in batches)", el,
+                                         registry=r)
+        self.exporter_queue_capacity = Gauge("otelcol_exporter_queue_capacity",
+                                             "Fixed capacity of the retry queue (in batches)", el,
+                                             registry=r)
+        pl = ["processor"]
+        self.batch_send_size = Histogram(
+            "otelcol_processor_batch_batch_send_size", "Number of units in the batch", pl,
+            buckets=(10, 25, 50, 75, 100, 250, 500, 750, 1000, 2000, 3000, 4000, 5000, 6000,
+                     7000, 8000, 9000, 10000, 20000, 30000, 50000, 100000), registry=r)
+        self.batch_size_trigger = Counter(
+            "otelcol_processor_batch_batch_size_trigger_send",
+            "Number of times the batch was sent due to a size trigger", pl, registry=r)
+        self.batch_timeout_trigger = Counter(
+            "otelcol_processor_batch_timeout_trigger_send",
+            "Number of times the batch was sent due to a timeout trigger", pl, registry=r)
+        cl = ["exporter", "table"]
+        self.insert_duration = Histogram(
+            "otelgw_clickhouse_insert_duration_seconds", "Duration of one ClickHouse INSERT",
+            ["exporter", "signal"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.insert_rows = Counter("otelgw_clickhouse_insert_rows", "Rows written by INSERTs",
+                                   cl, registry=r)
+        self.insert_bytes = Counter("otelgw_clickhouse_insert_bytes",
+                                    "Request bytes sent to ClickHouse INSERTs",
+                                    ["exporter", "signal"], registry=r)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

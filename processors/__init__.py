@@ -1,0 +1,1 @@
+"""Processors: stages between receivers and exporters. One folder per configuration type."""

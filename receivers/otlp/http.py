@@ -1,0 +1,144 @@
+"""OTLP/HTTP server (aiohttp): POST /v1/traces, /v1/metrics, /v1/logs.
+
+Status codes as the OTLP specification says: 200 with an Export*ServiceResponse (partial_success
+when items were rejected); 400 with a google.rpc.Status that says what is wrong; 413 over the body
+limit, checked on the wire and again after decompression; 415 for other content types; 405 for
+other methods; 429 / 503 with Retry-After when the gateway cannot take the data now. The response
+uses the request's encoding (protobuf or JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from aiohttp import web
+from google.rpc import code_pb2, status_pb2
+
+from gateway.errors import PermanentError, RefusedError, RetryableError
+from gateway.payload import RequestContext
+from gateway.signals import Signal
+from receivers.otlp.common import Ingest
+from receivers.otlp.config import HttpConfig
+from receivers.otlp.decode import TooLarge, decompress, parse_json, parse_protobuf, to_json
+
+log = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_PROTOBUF_TYPES = {PROTOBUF, "application/protobuf"}
+
+
+def split_host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+class OtlpHttpServer:
+    def __init__(self, cfg: HttpConfig, ingest: Ingest) -> None:
+        self.cfg = cfg
+        self.ingest = ingest
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.cfg.max_request_body_size)
+        paths = {Signal.TRACES: self.cfg.traces_url_path, Signal.METRICS: self.cfg.metrics_url_path,
+                 Signal.LOGS: self.cfg.logs_url_path}
+        for signal in self.ingest.consumers:
+            app.router.add_route("*", paths[signal], self._handler(signal))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = split_host_port(self.cfg.endpoint)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else port
+        log.info("receiver %s: OTLP/HTTP listening on %s:%d (%s)", self.ingest.id, host,
+                 self.port, ", ".join(paths[s] for s in self.ingest.consumers))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _handler(self, signal: Signal) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._handle(signal, request)
+
+        return handle
+
+    async def _handle(self, signal: Signal, request: web.Request) -> web.StreamResponse:
+        if request.method == "OPTIONS" and self.cfg.cors is not None:
+            return self._preflight(request)
+        if request.method != "POST":
+            return web.Response(status=405, text="405 method not allowed, supported: [POST]",
+                                headers={"Allow": "POST"})
+        ctype = request.content_type.lower()
+        if ctype not in _PROTOBUF_TYPES and ctype != JSON:
+            return web.Response(status=415, text=f"415 unsupported media type {ctype!r}, "
+                                f"supported: [{JSON}, {PROTOBUF}]")
+        as_json = ctype == JSON
+        limit = self.cfg.max_request_body_size
+        if request.content_length is not None and request.content_length > limit:
+            return self._status(413, code_pb2.INVALID_ARGUMENT,
+                                f"request body of {request.content_length} bytes is over the "
+                                f"limit of {limit} bytes", as_json)
+        try:
+            body = await request.read()
+            body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
+            message = parse_json(signal, body) if as_json else parse_protobuf(signal, body)
+            response = await self.ingest.push(signal, message, None if as_json else body, "http",
+                                              self._context(request))
+        except web.HTTPRequestEntityTooLarge:
+            return self._status(413, code_pb2.INVALID_ARGUMENT,
+                                f"request body is over the limit of {limit} bytes", as_json)
+        except TooLarge:
+            return self._status(413, code_pb2.INVALID_ARGUMENT,
+                                f"decompressed body is over the limit of {limit} bytes", as_json)
+        except PermanentError as exc:
+            return self._status(400, code_pb2.INVALID_ARGUMENT, str(exc), as_json)
+        except RetryableError as exc:
+            http_status = 429 if isinstance(exc, RefusedError) else 503
+            grpc_code = code_pb2.RESOURCE_EXHAUSTED if http_status == 429 else code_pb2.UNAVAILABLE
+            resp = self._status(http_status, grpc_code, str(exc), as_json)
+            resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 1)))
+            return resp
+        body_out = to_json(response) if as_json else response.SerializeToString()
+        return web.Response(body=body_out, content_type=JSON if as_json else PROTOBUF,
+                            headers=self._cors(request))
+
+    def _context(self, request: web.Request) -> RequestContext:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        headers: tuple[tuple[str, str], ...] = ()
+        if self.cfg.include_metadata:
+            headers = tuple((k.lower(), v) for k, v in request.headers.items())
+        return RequestContext(client_address=peer[0] if peer else "", headers=headers)
+
+    def _status(self, http_status: int, code: int, message: str, as_json: bool) -> web.Response:
+        status = status_pb2.Status(code=code, message=message)
+        if as_json:
+            return web.Response(status=http_status, body=to_json(status), content_type=JSON)
+        return web.Response(status=http_status, body=status.SerializeToString(),
+                            content_type=PROTOBUF)
+
+    def _cors(self, request: web.Request) -> dict[str, str]:
+        cors = self.cfg.cors
+        origin = request.headers.get("Origin")
+        if cors is None or not origin:
+            return {}
+        if "*" in cors.allowed_origins or origin in cors.allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return {}
+
+    def _preflight(self, request: web.Request) -> web.Response:
+        headers = self._cors(request)
+        if not headers:
+            return web.Response(status=403)
+        assert self.cfg.cors is not None
+        headers["Access-Control-Allow-Methods"] = "POST"
+        allowed = ["Content-Type", "Content-Encoding", *self.cfg.cors.allowed_headers]
+        headers["Access-Control-Allow-Headers"] = ", ".join(allowed)
+        if self.cfg.cors.max_age:
+            headers["Access-Control-Max-Age"] = str(self.cfg.cors.max_age)
+        return web.Response(status=204, headers=headers)
