@@ -1,0 +1,128 @@
+"""Run a real otelgw process for tests: free loopback ports, its own data dir, logs to a file.
+
+Tests talk to it the way users do: OTLP over gRPC/HTTP, SQL over its ClickHouse-compatible query
+endpoint, signals to stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def default_config(data_dir: Path, ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "receivers": {"otlp": {"protocols": {
+            "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
+            "http": {"endpoint": f"127.0.0.1:{ports['http']}"}}}},
+        "processors": {"batch": {"send_batch_size": 8192, "timeout": "50ms"}},
+        "exporters": {"clickhouse": {
+            "path": str(data_dir),
+            "query_endpoint": {"enabled": True, "endpoint": f"127.0.0.1:{ports['query']}"}}},
+        "service": {
+            "telemetry": {"metrics": {"address": f"127.0.0.1:{ports['metrics']}"}},
+            "pipelines": {s: {"receivers": ["otlp"], "processors": ["batch"],
+                              "exporters": ["clickhouse"]}
+                          for s in ("traces", "metrics", "logs")}},
+    }
+
+
+class Gateway:
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
+                 ports: dict[str, int] | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = ports or {k: free_port() for k in ("grpc", "http", "query", "metrics")}
+        self.data_dir = workdir / "data"
+        self.config = config or default_config(self.data_dir, self.ports)
+        self.config_path = workdir / "otelgw.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.log_path = workdir / "otelgw.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['query']}"
+
+    def start(self, timeout: float = 60) -> Gateway:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"otelgw exited with {self.proc.returncode}:\n{self.logs()}")
+            if "otelgw is running" in self.logs():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"otelgw did not start in {timeout}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def sql(self, query: str, fmt: str = "JSONEachRow") -> bytes:
+        url = f"{self.query_url}/?" + urllib.parse.urlencode({"default_format": fmt})
+        req = urllib.request.Request(url, data=query.encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return bytes(resp.read())
+
+    def rows(self, query: str) -> list[dict[str, Any]]:
+        out = self.sql(query + " FORMAT JSONEachRow")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def count(self, table: str, where: str = "1") -> int:
+        return int(self.rows(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"])
+
+    def wait_count(self, table: str, expected: int, where: str = "1",
+                   timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        n = -1
+        while time.monotonic() < deadline:
+            n = self.count(table, where)
+            if n >= expected:
+                return n
+            time.sleep(0.1)
+        return n
