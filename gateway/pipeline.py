@@ -109,7 +109,16 @@ class Graph:
             raise
 
     async def shutdown(self) -> None:
-        for _, comp in reversed(self._start_order()):
+        """Receivers stop accepting while batches flush, so requests in flight are answered
+        without waiting for a batch timeout; then exporters finish and stop."""
+        receivers = [asyncio.ensure_future(_safe_shutdown(r)) for r in self.receivers.values()]
+        await asyncio.sleep(0)  # let the listeners close before the first flush
+        for proc in self.processors:
+            await _safe_shutdown(proc)
+        await asyncio.gather(*receivers)
+        for proc in self.processors:  # what requests in flight handed over meanwhile
+            await _safe_shutdown(proc)
+        for comp in [*self.exporters.values(), *self.extensions.values()]:
             await _safe_shutdown(comp)
 
 

@@ -71,6 +71,7 @@ class Gateway:
         return f"http://127.0.0.1:{self.ports['query']}"
 
     def start(self, timeout: float = 60) -> Gateway:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
@@ -80,7 +81,7 @@ class Gateway:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"otelgw exited with {self.proc.returncode}:\n{self.logs()}")
-            if "otelgw is running" in self.logs():
+            if "otelgw is running" in self.logs()[offset:]:
                 return self
             time.sleep(0.1)
         self.stop()
