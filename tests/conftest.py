@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gatewayproc import Gateway
+from loadtests.gatewayproc import Gateway
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

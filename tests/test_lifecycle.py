@@ -11,7 +11,7 @@ from pathlib import Path
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from tests.gatewayproc import Gateway, default_config, free_port
+from loadtests.gatewayproc import Gateway, default_config, free_port
 
 
 def _logs(service: str, n: int) -> bytes:

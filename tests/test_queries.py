@@ -12,7 +12,7 @@ import uuid
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.gatewayproc import Gateway
+from loadtests.gatewayproc import Gateway
 
 BASE_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 

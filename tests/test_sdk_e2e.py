@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tests.gatewayproc import Gateway
+from loadtests.gatewayproc import Gateway
 
 TRANSPORTS = ["grpc", "http"]
 

@@ -1,4 +1,4 @@
-from tests.gatewayproc import Gateway
+from loadtests.gatewayproc import Gateway
 
 
 def test_ping_and_tables(gateway: Gateway) -> None:

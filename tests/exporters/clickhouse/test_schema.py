@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gatewayproc import Gateway
+from loadtests.gatewayproc import Gateway
 
 Z, D8, D4, D1 = "CODEC(ZSTD(1))", "CODEC(Delta(8), ZSTD(1))", "CODEC(Delta(4), ZSTD(1))", \
     "CODEC(Delta(1), ZSTD(1))"

@@ -1,0 +1,154 @@
+"""Benchmark: how many items/s one gateway sustains into the embedded store, with zero loss.
+
+    python -m loadtests.bench [--seconds 20] [--concurrency 8] [--batch 1000] [--signals traces,logs]
+
+Starts a gateway (embedded chDB) on free loopback ports, drives it at its maximum with
+pre-serialized OTLP/HTTP protobuf requests from concurrent clients, then checks that the rows in
+ClickHouse equal the items acknowledged. Reports items/s, ack latency p50/p99, CPU seconds per
+100k items (whole process = gateway + embedded engine; and the event-loop thread alone, the
+Python side), and peak RSS. Writes a JSON result under loadtests/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from gateway.signals import Signal, count_items
+from loadtests import payloads
+from loadtests.gatewayproc import Gateway
+
+TABLE = {Signal.TRACES: "otel_traces", Signal.LOGS: "otel_logs",
+         Signal.METRICS: "otel_metrics_gauge"}
+MAKE = {Signal.TRACES: payloads.traces, Signal.LOGS: payloads.logs,
+        Signal.METRICS: payloads.metrics}
+
+
+class CpuSampler:
+    """Samples the gateway's CPU (process and main thread) and RSS every 0.5 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.samples: list[dict[str, float]] = []
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def times(self) -> tuple[float, float]:
+        t = self.proc.cpu_times()
+        main = next((th for th in self.proc.threads() if th.id == self.proc.pid), None)
+        return t.user + t.system, (main.user_time + main.system_time) if main else 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            total, main = self.times()
+            rss = self.proc.memory_info().rss
+            self.peak_rss = max(self.peak_rss, rss)
+            self.samples.append({"t": time.monotonic(), "cpu": total, "main": main, "rss": rss})
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
+                concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    acked = failed = 0
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/x-protobuf"}
+
+    async def client(i: int, session: aiohttp.ClientSession) -> None:
+        nonlocal acked, failed
+        n = i
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            async with session.post(url, data=bodies[n % len(bodies)], headers=headers) as r:
+                await r.read()
+                if r.status == 200:
+                    acked += items
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failed += 1
+            n += concurrency
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        await asyncio.gather(*(client(i, session) for i in range(concurrency)))
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return {"acked_items": acked, "failed_requests": failed, "elapsed_s": elapsed,
+            "ack_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+            "ack_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None}
+
+
+def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    cluster = f"bench-{run_id}-{signal.value}"
+    reqs = [MAKE[signal](args.batch, seed=s, cluster=cluster) for s in range(8)]
+    items = count_items(signal, reqs[0])
+    bodies = [r.SerializeToString() for r in reqs]
+    assert gw.proc is not None
+    with CpuSampler(gw.proc.pid) as cpu:
+        cpu0, main0 = cpu.times()
+        result = asyncio.run(drive(f"{gw.http_url}/v1/{signal.value}", bodies, items,
+                                   args.seconds, args.concurrency))
+        cpu1, main1 = cpu.times()
+    where = f"cluster_id = '{cluster}'"
+    expected = result["acked_items"]
+    if signal is Signal.METRICS:  # a third of the points are gauges
+        expected = expected // 3
+    stored = gw.wait_count(TABLE[signal], expected, where, timeout=60)
+    acked = result["acked_items"]
+    per_100k = 1e5 / acked if acked else 0.0
+    return {
+        "signal": signal.value, "batch_items": items, "concurrency": args.concurrency,
+        "request_bytes": len(bodies[0]), **result,
+        "items_per_s": acked / result["elapsed_s"],
+        "stored_rows": stored, "expected_rows": expected, "zero_loss": stored == expected,
+        "cpu_s_per_100k_total": (cpu1 - cpu0) * per_100k,
+        "cpu_s_per_100k_event_loop": (main1 - main0) * per_100k,
+        "peak_rss_mib": cpu.peak_rss / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=1000, help="items per request")
+    parser.add_argument("--signals", default="traces,logs,metrics")
+    parser.add_argument("--results", default="loadtests/results")
+    args = parser.parse_args()
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    out: dict[str, Any] = {"run": run_id, "cpus": psutil.cpu_count(), "results": []}
+    with tempfile.TemporaryDirectory(prefix="otelgw-bench-") as tmp:
+        gw = Gateway(Path(tmp)).start()
+        try:
+            for name in args.signals.split(","):
+                res = run_signal(gw, Signal(name.strip()), args, run_id)
+                out["results"].append(res)
+                print(json.dumps(res, indent=2))
+        finally:
+            gw.stop()
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    path = Path(args.results) / f"bench-{run_id}.json"
+    path.write_text(json.dumps(out, indent=2))
+    print(f"results written to {path}")
+
+
+if __name__ == "__main__":
+    main()
