@@ -1,0 +1,57 @@
+"""Item checks that decide a request's partial success.
+
+pdata (the Collector) refuses a whole request when one trace/span id has the wrong length; we
+reject just those items, store the rest, and say so in `partial_success` (rejected count and a
+message naming the first offenders), as the OTLP specification allows. Metrics without a data
+type are rejected likewise (the contrib exporter fails the whole batch on them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.signals import Signal
+
+
+def _bad_ids(item: Any, parent: bool) -> str:
+    t, s = len(item.trace_id), len(item.span_id)
+    if t not in (0, 16):
+        return f"trace_id of {t} bytes (want 16)"
+    if s not in (0, 8):
+        return f"span_id of {s} bytes (want 8)"
+    if parent and len(item.parent_span_id) not in (0, 8):
+        return f"parent_span_id of {len(item.parent_span_id)} bytes (want 8)"
+    return ""
+
+
+def _filter(items: Any, why: Any, label: str, problems: list[str]) -> int:
+    bad = [(i, reason) for i, it in enumerate(items) if (reason := why(it))]
+    for i, reason in reversed(bad):
+        if len(problems) < 3:
+            problems.append(f"{label} {i}: {reason}")
+        del items[i]
+    return len(bad)
+
+
+def reject_invalid(signal: Signal, request: Any) -> tuple[int, str]:
+    """Removes invalid items from `request` in place; returns (rejected, message)."""
+    problems: list[str] = []
+    rejected = 0
+    if signal is Signal.TRACES:
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                rejected += _filter(ss.spans, lambda s: _bad_ids(s, True), "span", problems)
+    elif signal is Signal.LOGS:
+        for rl in request.resource_logs:
+            for sl in rl.scope_logs:
+                rejected += _filter(sl.log_records, lambda r: _bad_ids(r, False), "log record",
+                                    problems)
+    else:
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                _filter(sm.metrics, lambda m: "" if m.WhichOneof("data") else
+                        f"metric {m.name!r} has no data type", "metric", problems)
+        rejected = 0  # an untyped metric holds no data points to count
+    if not problems:
+        return 0, ""
+    return rejected, "rejected invalid items: " + "; ".join(problems)
