@@ -1,7 +1,9 @@
 """`${env:VAR}`, `${VAR}` and `${env:VAR:-default}` expansion, `$$` for a literal `$`.
 
-Expansion happens on string values after YAML parsing, as in the Collector; a value that is
-exactly one `${...}` reference takes the variable's text as YAML, so `${env:PORT}` can be an int.
+Expansion happens on string values after YAML parsing, as in the Collector. The result stays the
+variable's text: the typed config coerces it (`${env:PORT}` becomes an int for an int field, "off"
+a bool for a bool field), and a string field keeps it exactly, so PASSWORD=0123 stays "0123".
+Any other `${...}` (a `${file:...}` provider, a typo) is an error rather than literal text.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-_REF = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_REF = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|(\$\{[^}]*\}?)")
 
 
-def _lookup(match: re.Match[str], env: Mapping[str, str], missing: list[str]) -> str:
+def _lookup(match: re.Match[str], env: Mapping[str, str], missing: list[str],
+            bad: list[str]) -> str:
     if match.group(0) == "$$":
         return "$"
+    if match.group(3) is not None:
+        bad.append(match.group(3))
+        return match.group(3)
     name, default = match.group(1), match.group(2)
     if name in env:
         return env[name]
@@ -29,27 +33,27 @@ def _lookup(match: re.Match[str], env: Mapping[str, str], missing: list[str]) ->
 
 
 def expand_value(value: Any, env: Mapping[str, str] | None = None, path: str = "",
-                 problems: list[str] | None = None) -> Any:
+                 problems: list[str] | None = None, errors: list[str] | None = None) -> Any:
+    """Expand every string in `value`. Unset variables (they expand to "") are reported in
+    `problems` (warnings); references otelgw cannot expand in `errors`."""
     env = os.environ if env is None else env
     problems = [] if problems is None else problems
+    errors = [] if errors is None else errors
     if isinstance(value, dict):
-        return {k: expand_value(v, env, f"{path}::{k}" if path else str(k), problems)
+        return {k: expand_value(v, env, f"{path}::{k}" if path else str(k), problems, errors)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_value(v, env, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [expand_value(v, env, f"{path}[{i}]", problems, errors)
+                for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
     missing: list[str] = []
-    whole = _REF.fullmatch(value)
-    text = _REF.sub(lambda m: _lookup(m, env, missing), value)
+    bad: list[str] = []
+    text = _REF.sub(lambda m: _lookup(m, env, missing, bad), value)
     for name in missing:
         # The Collector expands an unset variable to "" too; say so, since it is rarely meant.
         problems.append(f"{path}: environment variable {name} is not set (expands to empty)")
-    if whole and whole.group(0) != "$$" and text:
-        try:
-            parsed = yaml.safe_load(text)
-        except yaml.YAMLError:
-            return text
-        if isinstance(parsed, (int, float, bool)):
-            return parsed
+    for ref in bad:
+        errors.append(f"{path}: cannot expand {ref!r}: only ${{env:VAR}}, ${{VAR}} and "
+                      "${env:VAR:-default} are supported (write $$ for a literal $)")
     return text

@@ -82,7 +82,7 @@ def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
     for item in error.errors():
         loc = "::".join(str(p) for p in item["loc"])
         where = f"{prefix}::{loc}" if loc else prefix
-        msg = item["msg"]
+        msg = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
         elif item["type"].endswith("_type") and "input" in item:
@@ -91,7 +91,10 @@ def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
     return out
 
 
-def _load_section(kind: Kind, raw: Any, problems: list[str]) -> dict[ComponentID, ComponentSpec]:
+def _load_section(kind: Kind, raw: Any, problems: list[str],
+                  invalid: set[tuple[Kind, ComponentID]]) -> dict[ComponentID, ComponentSpec]:
+    """The valid components of one section; ids configured with errors go to `invalid`, so a
+    pipeline naming one is not also told it "is not configured"."""
     from gateway import registry
 
     out: dict[ComponentID, ComponentSpec] = {}
@@ -107,22 +110,28 @@ def _load_section(kind: Kind, raw: Any, problems: list[str]) -> dict[ComponentID
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
             continue
+        if cid in out or (kind, cid) in invalid:
+            problems.append(f"{where}: {str(cid)!r} is configured twice")
+            continue
         factory = registry.lookup(kind, cid.type)
         if factory is None:
             known = ", ".join(sorted(registry.types(kind))) or "none"
             problems.append(f"{where}: unknown {kind.value[:-1]} type {cid.type!r} (known: {known})")
+            invalid.add((kind, cid))
             continue
         try:
             config = factory.config_model.model_validate(body or {})
         except ValidationError as exc:
             problems.extend(format_validation_error(where, exc))
+            invalid.add((kind, cid))
             continue
         out[cid] = ComponentSpec(cid, factory, config)
     return out
 
 
 def _check_pipeline(
-    cfg: GatewayConfig, name: str, spec: PipelineSpec, problems: list[str]
+    cfg: GatewayConfig, name: str, spec: PipelineSpec, problems: list[str],
+    invalid: set[tuple[Kind, ComponentID]],
 ) -> ComponentID | None:
     where = f"service::pipelines::{name}"
     try:
@@ -143,7 +152,9 @@ def _check_pipeline(
                 problems.append(f"{where}::{kind.value}: {exc}")
                 continue
             comp = cfg.section(kind).get(cid)
-            if comp is None:
+            if comp is None and (kind, cid) in invalid:
+                pass  # its own errors are reported where it is configured
+            elif comp is None:
                 problems.append(f"{where}::{kind.value}: references {kind.value[:-1]} "
                                 f"{ref!r} which is not configured")
             elif signal not in comp.factory.signals:
@@ -154,11 +165,70 @@ def _check_pipeline(
     return pid
 
 
+def _duplicate_keys(node: yaml.Node, path: str, problems: list[str]) -> None:
+    """go-yaml (the Collector) refuses a mapping key given twice; PyYAML keeps the last one."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            where = f"{path}::{name}" if path else str(name)
+            if name is not None and name != "<<":
+                if name in seen:
+                    problems.append(f"{where}: defined twice (lines {seen[name] + 1} and "
+                                    f"{key.start_mark.line + 1})")
+                else:
+                    seen[name] = key.start_mark.line
+            _duplicate_keys(value, where, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, f"{path}[{i}]", problems)
+
+
+def _load_service(raw: Any, cfg: GatewayConfig, problems: list[str],
+                  invalid: set[tuple[Kind, ComponentID]]) -> None:
+    """Service settings, then each pipeline on its own, so that one pipeline's mistake does not
+    hide another's."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append("service: must be a mapping (extensions, pipelines, telemetry)")
+        return
+    raw_pipelines = raw.get("pipelines")
+    try:
+        service = ServiceSpec.model_validate({k: v for k, v in raw.items() if k != "pipelines"})
+    except ValidationError as exc:
+        problems.extend(format_validation_error("service", exc))
+        service = ServiceSpec()
+    pipelines: dict[str, PipelineSpec] = {}
+    if raw_pipelines is not None and not isinstance(raw_pipelines, Mapping):
+        problems.append("service::pipelines: must be a mapping of pipeline id "
+                        "(traces, metrics, logs[/name]) to its components")
+        raw_pipelines = None
+    for name, body in (raw_pipelines or {}).items():
+        name = str(name)
+        try:
+            spec = PipelineSpec.model_validate(body or {})
+        except ValidationError as exc:
+            problems.extend(format_validation_error(f"service::pipelines::{name}", exc))
+            try:  # still check what it references, leaving out the keys in error
+                known = {k: v for k, v in body.items() if k in PipelineSpec.model_fields}
+                _check_pipeline(cfg, name, PipelineSpec.model_validate(known), problems, invalid)
+            except (ValidationError, AttributeError):
+                pass
+            continue
+        pipelines[name] = spec
+        pid = _check_pipeline(cfg, name, spec, problems, invalid)
+        if pid is not None:
+            cfg.pipelines[pid] = spec
+    cfg.service = service.model_copy(update={"pipelines": pipelines})
+
+
 def load_config_text(text: str, source: str = "<config>",
                      env: Mapping[str, str] | None = None) -> GatewayConfig:
     problems: list[str] = []
     try:
         raw = yaml.safe_load(text)
+        _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "", problems)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
     if raw is None:
@@ -166,26 +236,21 @@ def load_config_text(text: str, source: str = "<config>",
     if not isinstance(raw, Mapping):
         raise ConfigError([f"{source}: the top level must be a mapping"])
     warnings: list[str] = []
-    raw = expand_value(dict(raw), env, problems=warnings)
+    raw = expand_value(dict(raw), env, problems=warnings, errors=problems)
     for key in raw:
         if key not in _TOP:
             problems.append(f"{key}: unknown top-level key (expected one of {', '.join(sorted(_TOP))})")
     if raw.get("connectors"):
         problems.append("connectors: connectors are not supported by otelgw")
     cfg = GatewayConfig(warnings=warnings)
+    invalid: set[tuple[Kind, ComponentID]] = set()
     for kind in Kind:
-        cfg.section(kind).update(_load_section(kind, raw.get(kind.value), problems))
-    try:
-        cfg.service = ServiceSpec.model_validate(raw.get("service") or {})
-    except ValidationError as exc:
-        problems.extend(format_validation_error("service", exc))
-    for name, spec in cfg.service.pipelines.items():
-        pid = _check_pipeline(cfg, name, spec, problems)
-        if pid is not None:
-            cfg.pipelines[pid] = spec
+        cfg.section(kind).update(_load_section(kind, raw.get(kind.value), problems, invalid))
+    _load_service(raw.get("service"), cfg, problems, invalid)
     for ref in cfg.service.extensions:
         try:
-            if ComponentID.parse(ref) not in cfg.extensions:
+            cid = ComponentID.parse(ref)
+            if cid not in cfg.extensions and (Kind.EXTENSION, cid) not in invalid:
                 problems.append(f"service::extensions: {ref!r} is not configured")
         except ValueError as exc:
             problems.append(f"service::extensions: {exc}")

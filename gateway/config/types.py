@@ -9,10 +9,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_NUMBER = re.compile(r"[+-]?(\d+(?:\.\d*)?|\.\d+)")
 
 
 def parse_duration(value: Any) -> float:
-    """Go duration syntax ("200ms", "1m30s", "0"), or a bare number of seconds; returns seconds."""
+    """Go duration syntax ("200ms", "1m30s", "0"), or a bare number of seconds (also as text, as
+    an environment variable gives it); returns seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration like '5s' or '200ms' is expected, not a boolean")
     if isinstance(value, (int, float)):
@@ -22,6 +24,8 @@ def parse_duration(value: Any) -> float:
     text = value.strip()
     if text in ("0", ""):
         return 0.0
+    if _NUMBER.fullmatch(text):  # "5" from ${env:TIMEOUT}: seconds, as a bare YAML number is
+        return float(text)
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
     pos, total = 0, 0.0

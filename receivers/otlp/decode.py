@@ -9,7 +9,6 @@ fields are ignored as the OTLP specification requires.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import zlib
 from typing import Any
@@ -27,40 +26,72 @@ class TooLarge(Exception):
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a Content-Encoding, refusing (TooLarge) output over `limit` before producing it all.
+
+    Several gzip members or zstd frames in a row are one body (as Go's readers read them);
+    a truncated stream or bytes after the last member are an error, never a silently shorter body.
+    """
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     try:
         if encoding in ("gzip", "x-gzip"):
-            return _zlib(body, zlib.MAX_WBITS | 16, limit)
+            return _zlib(body, zlib.MAX_WBITS | 16, limit, several=True)
         if encoding == "deflate":
-            try:
-                return _zlib(body, zlib.MAX_WBITS, limit)
-            except zlib.error:
-                return _zlib(body, -zlib.MAX_WBITS, limit)  # raw deflate, as some clients send
+            # RFC 9110 deflate is the zlib format; some clients send raw deflate: tell by the header
+            zlib_header = (len(body) >= 2 and body[0] & 0x0F == 8
+                           and (body[0] << 8 | body[1]) % 31 == 0)
+            return _zlib(body, zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS, limit,
+                         several=False)
         if encoding == "zstd":
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body))
-            out = reader.read(limit + 1)
-            if len(out) > limit:
-                raise TooLarge
-            return out
+            return _zstd(body, limit)
     except (zlib.error, zstandard.ZstdError, EOFError) as exc:
         raise PermanentError(f"cannot decompress the {encoding} body: {exc}") from None
     raise PermanentError(f"unsupported Content-Encoding {encoding!r} "
                          "(supported: gzip, deflate, zstd, identity)")
 
 
-def _zlib(body: bytes, wbits: int, limit: int) -> bytes:
-    d = zlib.decompressobj(wbits)
-    out = d.decompress(body, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise TooLarge
-    out += d.flush()
-    if len(out) > limit:
-        raise TooLarge
-    if not d.eof:
-        raise zlib.error("the compressed stream is truncated")
-    return out
+def _zlib(body: bytes, wbits: int, limit: int, several: bool) -> bytes:
+    out = bytearray()
+    data = memoryview(body)
+    while True:
+        d = zlib.decompressobj(wbits)
+        out += d.decompress(data, limit + 1 - len(out))
+        if len(out) > limit or d.unconsumed_tail:
+            raise TooLarge
+        if not d.eof:
+            raise zlib.error("the compressed stream is truncated")
+        rest = d.unused_data
+        if not rest:
+            return bytes(out)
+        if not several:
+            raise zlib.error(f"{len(rest)} unexpected bytes after the end of the stream")
+        data = memoryview(rest)
+
+
+# zstd expands at most ~32768x (a 4-byte RLE block stands for 128 KiB), so feeding the
+# input in slices of limit/32768 bytes bounds what one call can produce to about the limit.
+_ZSTD_RATIO = 1 << 15
+
+
+def _zstd(body: bytes, limit: int) -> bytes:
+    if not body:
+        raise zstandard.ZstdError("the body is empty")
+    out = bytearray()
+    data = memoryview(body)
+    step = max(64, min(1 << 16, limit // _ZSTD_RATIO))
+    pos = 0
+    while pos < len(data):  # one frame per round
+        d = zstandard.ZstdDecompressor().decompressobj()
+        while pos < len(data) and not d.eof:
+            out += d.decompress(data[pos:pos + step])
+            pos += step
+            if len(out) > limit:
+                raise TooLarge
+        if not d.eof:
+            raise zstandard.ZstdError("the compressed stream is truncated")
+        pos = min(pos, len(data)) - len(d.unused_data)  # the next frame starts there
+    return bytes(out)
 
 
 def parse_protobuf(signal: Signal, body: bytes) -> Any:
@@ -71,18 +102,25 @@ def parse_protobuf(signal: Signal, body: bytes) -> Any:
                              f"{signal.request_type.DESCRIPTOR.name}: {exc}") from None
 
 
-_ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+# OTLP/JSON id fields and their length in bytes (an empty string means "no id")
+_ID_BYTES = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8,
+             "parentSpanId": 8, "parent_span_id": 8}
 
 
 def _hex_ids(obj: Any, path: str) -> None:
     """Rewrite OTLP/JSON hex ids to the base64 protobuf's JSON mapping expects, in place."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            if key in _ID_KEYS and isinstance(value, str):
+            size = _ID_BYTES.get(key)
+            if size is not None and isinstance(value, str):
                 try:
-                    obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    raw = bytes.fromhex(value)
                 except ValueError:
                     raise PermanentError(f"{path}.{key}: {value!r} is not a hex id") from None
+                if raw and len(raw) != size:
+                    raise PermanentError(f"{path}.{key}: {value!r} is not a valid id: "
+                                         f"{2 * size} hex digits expected") from None
+                obj[key] = base64.b64encode(raw).decode()
             elif isinstance(value, (dict, list)):
                 _hex_ids(value, f"{path}.{key}")
     elif isinstance(obj, list):
@@ -91,19 +129,23 @@ def _hex_ids(obj: Any, path: str) -> None:
 
 
 def parse_json(signal: Signal, body: bytes) -> Any:
+    name = signal.request_type.DESCRIPTOR.name
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PermanentError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PermanentError("the JSON body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise PermanentError("the JSON body must be an object")
-    _hex_ids(doc, "$")
     message = signal.request_type()
     try:
+        _hex_ids(doc, "$")
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise PermanentError(f"the JSON body is not a valid OTLP "
-                             f"{signal.request_type.DESCRIPTOR.name}: {exc}") from None
+    except RecursionError:
+        raise PermanentError(f"the JSON body is nested too deeply for an OTLP {name}") from None
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise PermanentError(f"the JSON body is not a valid OTLP {name}: {exc}") from None
     return message
 
 

@@ -48,7 +48,11 @@ class OtlpHttpServer:
                  Signal.LOGS: self.cfg.logs_url_path}
         for signal in self.ingest.consumers:
             app.router.add_route("*", paths[signal], self._handler(signal))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # auto_decompress off: decompress() decodes the body itself, with the size limit
+        # applied to its output and truncated streams refused (aiohttp would decode gzip,
+        # deflate and zstd itself, and the body would be decompressed twice)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     auto_decompress=False)
         await self._runner.setup()
         host, port = split_host_port(self.cfg.endpoint)
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
