@@ -6,16 +6,24 @@ contrib exporter (v0.129.0) writes into Map(LowCardinality(String), String) colu
     double → Go's float64AsString: shortest round-trip digits, exponent form below 1e-6 and from
              1e21 on (`1e+21`, `1e-7`); NaN / ±Inf → "json: unsupported value: NaN" / "+Inf" / "-Inf"
     bytes  → standard base64  array / kvlist → Go `json.Marshal` of the raw value: keys sorted, a
-             repeated key's last value wins, `<>&` escaped as \\u003c…, bytes as base64 strings
-             (empty bytes → null), NaN/Inf anywhere inside → "" (Marshal fails)
-    empty  → ""
+             repeated key's last value wins, strings escaped as Go does (`<>&` as \\u003c…,
+             U+2028/9, lowercase \\u00xx, `/` not escaped), bytes as base64 strings (empty bytes →
+             null), NaN/Inf anywhere inside → "" (Marshal fails)
+    empty  → "" (also string_value_strindex, which pdata v1.35 does not know: it reads as Empty)
 
 Maps are written with their keys sorted, as clickhouse-go's ordered map sends them.
-`tests/oracle.py` holds the same rules in plain Python; the two are compared field by field.
+`tests/oracle.py` holds the same rules in plain Python; the two are compared field by field
+(tests/exporters/clickhouse/test_values.py).
 
-Values nested deeper than protoschema.ANY_VALUE_DEPTH levels reach SQL as the raw protobuf bytes
-of the inner array/kvlist and are rendered as a JSON string holding their base64: a documented
-normalization that keeps the data instead of dropping it.
+Deviations from the Go exporter, kept minimal and reproduced by the oracle:
+- Values nested deeper than protoschema.ANY_VALUE_DEPTH levels reach SQL as the raw protobuf bytes
+  of the inner array/kvlist and are rendered as a JSON string holding their base64: a documented
+  normalization that keeps the data instead of dropping it (Go renders them as JSON; a NaN inside
+  them is not seen, so the rendering is not "").
+- Invalid UTF-8 never reaches this SQL: the receivers parse each request with upb, which refuses
+  a proto3 string that is not UTF-8, so the whole request is rejected. The Go collector accepts it
+  and json.Marshal writes each bad byte as \\ufffd; toJSONString would pass the bytes through, so
+  this SQL does not emulate that case.
 """
 
 from __future__ import annotations
@@ -52,13 +60,33 @@ def go_float(x: str) -> str:
             f"if({x} > 0, 'json: unsupported value: +Inf', 'json: unsupported value: -Inf')))")
 
 
+def _lit(s: str) -> str:
+    """A ClickHouse string literal holding exactly `s`."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0") + "'"
+
+
+_ESCAPED_BACKSLASH, _NUL = _lit("\\\\"), _lit("\0")
+
+# Where ClickHouse's toJSONString differs from Go's encoding/json: it writes `/` as `\/` (setting
+# output_format_json_escape_forward_slashes, on by default; when off there is nothing to undo),
+# control characters without a short escape as \u00XX with uppercase hex (Go: lowercase), and
+# leaves `<>&` as they are (json.Marshal escapes them). Both escape U+2028/U+2029 and write
+# \b \f \n \r \t (Go >= 1.22).
+_JSON_FIXES = [("\\/", "/"),
+               *[(f"\\u00{c:02X}", f"\\u00{c:02x}") for c in range(0x20)
+                 if c not in (0x08, 0x09, 0x0A, 0x0C, 0x0D) and not f"{c:02x}".isdigit()],
+               ("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")]
+
+
 def json_string(s: str) -> str:
-    """Go encoding/json string: ClickHouse's JSON escaping plus Go's HTML-safe escapes."""
-    expr = f"toJSONString({s})"
-    for raw, escaped in (("<", "\\\\u003c"), (">", "\\\\u003e"), ("&", "\\\\u0026"),
-                         ("\u2028", "\\\\u2028"), ("\u2029", "\\\\u2029")):
-        expr = f"replaceAll({expr}, '{raw}', '{escaped}')"
-    return expr
+    """Go encoding/json string (json.Marshal, HTML-safe) of the String expression `s`."""
+    # An escaped backslash `\\` is hidden behind NUL first (toJSONString writes NUL as \u0000, so
+    # no raw NUL is left): every backslash still there starts an escape sequence, and the fixes
+    # cannot match across one (user text `\u000B` is `\\u000B` here and must stay so).
+    expr = f"replaceAll(toJSONString({s}), {_ESCAPED_BACKSLASH}, {_NUL})"
+    for ch, go in _JSON_FIXES:
+        expr = f"replaceAll({expr}, {_lit(ch)}, {_lit(go)})"
+    return f"replaceAll({expr}, {_NUL}, {_ESCAPED_BACKSLASH})"
 
 
 def _raw_nested(v: str, field: str) -> str:

@@ -23,6 +23,11 @@ def _hex_id(x: str) -> str:
     return f"if(length(replaceAll({x}, '\\0', '')) = 0, '', lower(hex({x})))"
 
 
+def _hex_fixed(x: str, size: int) -> str:
+    """hex.EncodeToString of a fixed-size id: an absent id is `size` zero bytes."""
+    return f"if(empty({x}), '{'0' * 2 * size}', lower(hex({x})))"
+
+
 def _ts(x: str) -> str:
     return f"fromUnixTimestamp64Nano(reinterpretAsInt64({x}))"
 
@@ -171,13 +176,14 @@ def _metric_target(key: str, data: str, body: list[tuple[str, str]], exemplars: 
         ("Flags", "dp.flags"),
     ]
     ex = [
-        # The contrib exporter hex-encodes exemplar ids as they are: all-zero stays zeros.
+        # The contrib exporter hex-encodes exemplar ids as they are ([8]byte / [16]byte): all-zero
+        # stays zeros, and so does an absent id (what a Go sender writes for a zero id).
         ("Exemplars.FilteredAttributes",
          f"arrayMap(x -> {attributes_map('x.filtered_attributes')}, dp.exemplars)"),
         ("Exemplars.TimeUnix", f"arrayMap(x -> {_ts('x.time_unix_nano')}, dp.exemplars)"),
         ("Exemplars.Value", f"arrayMap(x -> {_number('x')}, dp.exemplars)"),
-        ("Exemplars.SpanId", "arrayMap(x -> lower(hex(x.span_id)), dp.exemplars)"),
-        ("Exemplars.TraceId", "arrayMap(x -> lower(hex(x.trace_id)), dp.exemplars)"),
+        ("Exemplars.SpanId", f"arrayMap(x -> {_hex_fixed('x.span_id', 8)}, dp.exemplars)"),
+        ("Exemplars.TraceId", f"arrayMap(x -> {_hex_fixed('x.trace_id', 16)}, dp.exemplars)"),
     ] if exemplars else []
     return Target(
         table=f"metrics_{key}",
