@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 import pytest
+from opentelemetry import trace as trace_api
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
@@ -25,6 +30,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from loadtests.gatewayproc import Gateway
+from tests import oracle
+from tests.exporters.clickhouse.test_values import diff
 
 TRANSPORTS = ["grpc", "http"]
 
@@ -149,3 +156,88 @@ def test_logs(gateway: Gateway, transport: str) -> None:
     assert row["LogAttributes"]["order.id"] == "42"
     assert row["pod_name"] == "checkout-7d9f-abc12"
     assert row["Timestamp"].startswith("20")
+
+
+# ------------------------------------------------ SDK payloads, field by field, against the oracle
+
+class _Capture:
+    """Wraps a real OTLP exporter and keeps the OTLP request the SDK encoded for each export."""
+
+    def __init__(self, exporter: Any, encode: Any) -> None:
+        self.exporter, self.encode, self.requests = exporter, encode, []
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        self.requests.append(self.encode(batch))
+        return self.exporter.export(batch, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.exporter, name)
+
+
+def _compare(gateway: Gateway, table: str, want: list[dict[str, Any]], where: str,
+             order: str) -> None:
+    assert gateway.wait_count(table, len(want), where) == len(want)
+    out = gateway.sql(f"SELECT * FROM {table} WHERE {where} ORDER BY {order} "
+                      f"SETTINGS {oracle.JSON_SETTINGS} FORMAT JSONEachRow")
+    got = [oracle.parse_row(line) for line in out.splitlines() if line.strip()]
+    key = order.split(",")[0].strip()
+    want = sorted(want, key=lambda r: tuple(str(r[k.strip()]) for k in order.split(",")))
+    problems = [m for w, g in zip(want, got, strict=True)
+                for m in diff(f"{table} {w[key]}", w, g)]
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sdk_payloads_match_oracle(gateway: Gateway, transport: str) -> None:
+    service = f"sdk-oracle-{transport}-{uuid.uuid4().hex[:6]}"
+    grpc_ = transport == "grpc"
+    spans = _Capture(GrpcSpans(endpoint=gateway.grpc_endpoint, insecure=True) if grpc_
+                     else HttpSpans(endpoint=f"{gateway.http_url}/v1/traces"), encode_spans)
+    tp = TracerProvider(resource=_resource(service))
+    tp.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = tp.get_tracer("oracle", "0.1")
+    with tracer.start_as_current_span("root", attributes={
+            "s": "a<b>&\"q\"", "i": -7, "f": 1e-7, "big": 1e21, "b": True,
+            "sa": ["x", "y"], "ia": [1, -2], "fa": [0.5, 2.0], "ba": [True, False]}) as root:
+        root.add_event("evt", {"k": 1.25})
+        with tracer.start_as_current_span("child", kind=SpanKind.PRODUCER,
+                                          links=[trace_api.Link(root.get_span_context(),
+                                                                {"l": "v"})]):
+            pass
+    tp.shutdown()
+
+    logs_exp = _Capture(GrpcLogs(endpoint=gateway.grpc_endpoint, insecure=True) if grpc_
+                        else HttpLogs(endpoint=f"{gateway.http_url}/v1/logs"), encode_logs)
+    lp = LoggerProvider(resource=_resource(service))
+    lp.add_log_record_processor(SimpleLogRecordProcessor(logs_exp))
+    logger = logging.getLogger(f"otelgw.oracle.{service}")
+    logger.propagate = False
+    logger.addHandler(LoggingHandler(logger_provider=lp))
+    with tracer.start_as_current_span("with-log"):
+        logger.error("boom %d", 1, extra={"user.id": 99, "ratio": 0.5})
+    lp.shutdown()
+
+    metrics_exp = _Capture(GrpcMetrics(endpoint=gateway.grpc_endpoint, insecure=True) if grpc_
+                           else HttpMetrics(endpoint=f"{gateway.http_url}/v1/metrics"),
+                           encode_metrics)
+    reader = PeriodicExportingMetricReader(metrics_exp, export_interval_millis=3_600_000)
+    mp = MeterProvider(resource=_resource(service), metric_readers=[reader])
+    meter = mp.get_meter("oracle.meter", "2.0")
+    meter.create_counter("c").add(3, {"k": "v"})
+    meter.create_histogram("h").record(12.5, {"k": "v"})
+    meter.create_observable_gauge("g", callbacks=[lambda _: [Observation(-1, {"z": True})]])
+    mp.shutdown()
+
+    where = f"ServiceName = '{service}'"
+    _compare(gateway, "otel_traces", [r for q in spans.requests for r in oracle.trace_rows(q)],
+             where, "SpanId")
+    _compare(gateway, "otel_logs", [r for q in logs_exp.requests for r in oracle.log_rows(q)],
+             where, "Body")
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for q in metrics_exp.requests:
+        for table, rows in oracle.metric_rows(q).items():
+            tables.setdefault(table, []).extend(rows)
+    assert set(tables) >= {"otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_gauge"}
+    for table, rows in tables.items():
+        if rows:
+            _compare(gateway, table, rows, where, "MetricName, TimeUnix")

@@ -17,9 +17,12 @@ from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import Payload, RequestContext
 from gateway.signals import Signal
 from gateway.telemetry import SelfTelemetry
+from receivers.otlp.validate import reject_invalid
 
 RESPONSE = {Signal.TRACES: ExportTraceServiceResponse, Signal.METRICS: ExportMetricsServiceResponse,
             Signal.LOGS: ExportLogsServiceResponse}
+_REJECTED = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
+             Signal.LOGS: "rejected_log_records"}
 
 
 @dataclass
@@ -32,7 +35,12 @@ class Ingest:
 
     async def push(self, signal: Signal, message: Any, raw: bytes | None, transport: str,
                    context: RequestContext) -> Any:
-        """Push one request; returns the Export*ServiceResponse or raises a gateway error."""
+        """Push one request; returns the Export*ServiceResponse or raises a gateway error.
+
+        Invalid items are dropped here and reported in partial_success; the rest go on."""
+        rejected, problem = reject_invalid(signal, message)
+        if problem:
+            raw = None  # the message changed: serialize it again
         payload = Payload.from_message(signal, message, context, raw=raw)
         labels = {"receiver": str(self.id), "transport": transport}
         item = signal.item_name
@@ -49,7 +57,13 @@ class Ingest:
             self.telemetry.receiver_refused[item].labels(**labels).inc(payload.items)
             raise RetryableError(f"internal error: {type(exc).__name__}: {exc}") from exc
         self.telemetry.receiver_accepted[item].labels(**labels).inc(payload.items)
-        return RESPONSE[signal]()
+        response = RESPONSE[signal]()
+        if problem:
+            self.telemetry.receiver_failed[item].labels(**labels).inc(rejected)
+            partial = response.partial_success
+            setattr(partial, _REJECTED[signal], rejected)
+            partial.error_message = problem
+        return response
 
 
 __all__ = ["Ingest", "PermanentError", "RefusedError", "RetryableError", "RESPONSE"]
