@@ -22,6 +22,9 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
+lint: install
+	$(PY) -m ruff check gateway receivers processors exporters loadtests tests
+
 bench: install
 	$(PY) -m loadtests.bench
 

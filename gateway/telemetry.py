@@ -6,12 +6,16 @@ dashboards and alerts people already have for a Collector work against otelgw.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.signals import Signal
 
 _ITEMS = [s.item_name for s in Signal]
+
+
+# The Collector exposes no *_created series; dashboards written for it do not expect them.
+disable_created_metrics()
 
 
 class SelfTelemetry:
