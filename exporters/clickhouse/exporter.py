@@ -37,8 +37,7 @@ def open_engine(cfg: ClickHouseConfig) -> Engine:
         from exporters.clickhouse.engines.server import ServerEngine
 
         return ServerEngine(cfg.endpoint, cfg.username, cfg.password.get_secret_value(),
-                            cfg.database, cfg.compress not in ("", "none"), cfg.timeout,
-                            cfg.connection_params)
+                            cfg.database, cfg.compress, cfg.timeout, cfg.connection_params)
     from exporters.clickhouse.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine(cfg.path, insert_connections=cfg.sending_queue.num_consumers)
@@ -59,10 +58,18 @@ class ClickHouseExporter:
     async def start(self, host: Host) -> None:
         self._telemetry = host.telemetry
         self.engine = await asyncio.to_thread(open_engine, self.cfg)
-        where = self.cfg.endpoint or f"embedded store at {self.cfg.path}"
+        # the endpoint may carry credentials (http://user:password@host:8123): never logged
+        where = getattr(self.engine, "endpoint", "") or f"embedded store at {self.cfg.path}"
         if self.cfg.create_schema:
-            for stmt in schema_ddl(self.options):
-                await asyncio.to_thread(self.engine.command, stmt)
+            try:
+                for stmt in schema_ddl(self.options):
+                    await asyncio.to_thread(self.engine.command, stmt)
+            except BaseException:
+                engine, self.engine = self.engine, None
+                await asyncio.to_thread(engine.close)
+                raise
+        elif self.cfg.endpoint:
+            where += " (connects on the first insert: create_schema is false)"
         log.info("exporter %s writes to %s (database %s)", self.id, where, self.cfg.database)
         if self.cfg.query_endpoint.enabled:
             from exporters.clickhouse.query_http import QueryServer
