@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import base64
 import sys
 import urllib.error
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import GatewayConfig, load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 _REPO_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "gateway.yaml"
 
@@ -47,7 +48,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         runner = asyncio.run
-    runner(Service(cfg).run())
+    try:
+        runner(Service(cfg).run())
+    except (OSError, GatewayError) as exc:  # a port in use, a store that refuses us, …
+        logging.getLogger("otelgw").debug("start-up failed", exc_info=True)
+        print(f"otelgw: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
+from gateway.errors import GatewayError
+
 Settings = Mapping[str, str | int | float]
 
 
-class EngineError(Exception):
+class EngineError(GatewayError):
     """ClickHouse refused a statement. `retryable` tells a transient failure from a bad request."""
 
     def __init__(self, message: str, retryable: bool) -> None:
