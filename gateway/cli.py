@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import GatewayConfig, load_config
+from gateway.endpoints import local_host
 from gateway.errors import ConfigError, GatewayError
 
 _REPO_DEFAULT = Path(__file__).resolve().parents[1] / "config" / "gateway.yaml"
@@ -77,8 +78,7 @@ def _query_http(ch: Any, sql: str, fmt: str) -> bytes | None:
     qe = ch.query_endpoint
     if not qe.enabled:
         return None
-    host, _, port = qe.endpoint.rpartition(":")
-    host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]", "::") else host.strip("[]")
+    host, port = local_host(qe.endpoint)
     url = f"http://{host}:{port}/?" + urllib.parse.urlencode(
         {"default_format": fmt, "database": ch.database})
     req = urllib.request.Request(url, data=sql.encode(), method="POST")

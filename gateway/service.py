@@ -13,6 +13,7 @@ import signal
 from aiohttp import web
 
 from gateway.config.loader import GatewayConfig
+from gateway.endpoints import split_host_port
 from gateway.pipeline import Graph
 from gateway.telemetry import SelfTelemetry
 
@@ -44,8 +45,7 @@ class Service:
         app.router.add_get("/metrics", handle)
         self._metrics_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._metrics_runner.setup()
-        host, _, port = address.rpartition(":")
-        await web.TCPSite(self._metrics_runner, host.strip("[]") or "0.0.0.0", int(port)).start()
+        await web.TCPSite(self._metrics_runner, *split_host_port(address)).start()
         log.info("self-telemetry: Prometheus metrics on http://%s/metrics", address)
 
     def request_stop(self) -> None:

@@ -18,16 +18,12 @@ from aiohttp import web
 
 from exporters.clickhouse.config import QueryEndpoint
 from exporters.clickhouse.engines import Engine, EngineError, code_of
+from gateway.endpoints import split_host_port
 
 log = logging.getLogger(__name__)
 
 _READING = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|"
                       r"EXISTS|EXPLAIN)\b", re.IGNORECASE | re.DOTALL)
-
-
-def split_host_port(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
 class QueryServer:

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from gateway.component import ComponentID, Consumer
-from gateway.errors import PermanentError, RefusedError, RetryableError
+from gateway.errors import PermanentError, RetryableError
 from gateway.payload import Payload, RequestContext
 from gateway.signals import Signal
 from gateway.telemetry import SelfTelemetry
@@ -66,4 +66,3 @@ class Ingest:
         return response
 
 
-__all__ = ["Ingest", "PermanentError", "RefusedError", "RetryableError", "RESPONSE"]

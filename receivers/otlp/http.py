@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from google.rpc import code_pb2, status_pb2
 
+from gateway.endpoints import split_host_port
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import RequestContext
 from gateway.signals import Signal
@@ -28,11 +29,6 @@ log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _PROTOBUF_TYPES = {PROTOBUF, "application/protobuf"}
-
-
-def split_host_port(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
 class OtlpHttpServer:

@@ -74,7 +74,7 @@ class EmbeddedEngine(Engine):
         return bytes(result.bytes()) if result is not None else b""
 
     def query_in(self, database: str, sql: str, fmt: str) -> bytes:
-        """A query with `database` as the current database (the reader's USE is reset after)."""
+        """A query with `database` as the current database (set on every call, so each query sees its own)."""
         with self._reader_lock:
             try:
                 self._reader.query(f"USE `{database.replace('`', '')}`", "TSV")  # type: ignore[attr-defined]
