@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import yaml
 
 from gateway.signals import Signal, count_items
 from loadtests import payloads
@@ -131,12 +132,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1000, help="items per request")
     parser.add_argument("--signals", default="traces,logs,metrics")
+    parser.add_argument("--send-batch-size", type=int, default=8192,
+                        help="the gateway's batch send_batch_size (items per INSERT)")
     parser.add_argument("--results", default="loadtests/results")
     args = parser.parse_args()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     out: dict[str, Any] = {"run": run_id, "cpus": psutil.cpu_count(), "results": []}
     with tempfile.TemporaryDirectory(prefix="otelgw-bench-") as tmp:
-        gw = Gateway(Path(tmp)).start()
+        gw = Gateway(Path(tmp))
+        gw.config["processors"]["batch"] = {"send_batch_size": args.send_batch_size,
+                                            "timeout": "200ms"}
+        gw.config_path.write_text(yaml.safe_dump(gw.config, sort_keys=False))
+        gw.start()
+        out["send_batch_size"] = args.send_batch_size
         try:
             for name in args.signals.split(","):
                 res = run_signal(gw, Signal(name.strip()), args, run_id)
