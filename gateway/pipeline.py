@@ -13,7 +13,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from gateway.component import ComponentID, Consumer, Host, Kind
+from gateway.component import ComponentID, Consumer, Host
 from gateway.config.loader import ComponentSpec, GatewayConfig
 from gateway.payload import Payload
 from gateway.signals import Signal
@@ -129,4 +129,3 @@ async def _safe_shutdown(comp: Any) -> None:
         log.exception("error while shutting down %s", type(comp).__name__)
 
 
-__all__ = ["Fanout", "Graph", "Kind"]

@@ -69,6 +69,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.gatewayproc import stop_process
+
 # URL parameters that are not settings (ClickHouse's HTTPHandler reserves the same names)
 RESERVED_PARAMS = {
     "query", "database", "default_format", "user", "password", "quota_key", "query_id",
@@ -278,16 +280,7 @@ class ChServer:
         raise TimeoutError(f"chserver did not answer /ping in {timeout}s:\n{self.logs()}")
 
     def stop(self, timeout: float = 20) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode
+        code = stop_process(self.proc, signal.SIGTERM, timeout)
         self.proc = None
         return code
 
