@@ -4,7 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-deps run test lint bench clean
+
+# Real peers the tests run: node_exporter as a scrape target, Prometheus and promtool to compare
+# with. Installed from Debian when missing and we may (root + apt-get); otherwise those tests skip
+# and say why.
+SYSTEM_PACKAGES := prometheus-node-exporter prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +19,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+system-deps:
+	@if ! command -v prometheus-node-exporter >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v promtool >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
+	    || { apt-get update -q >/dev/null && \
+	         apt-get install -y -q --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; } \
+	    || echo "could not install $(SYSTEM_PACKAGES); the tests that need them will skip"; \
+	  else echo "$(SYSTEM_PACKAGES) not installed (needs root + apt-get); those tests will skip"; fi; \
+	fi
+
 ## run: start the gateway on the embedded default (OTLP 4317/4318, data in ./data)
 run: install
 	$(VENV)/bin/otelgw run --config config/gateway.yaml
 
 ## test: the whole test suite (what CI runs)
-test: install
+test: install system-deps
 	$(PY) -m pytest -q
 
 lint: install

@@ -6,6 +6,8 @@ dashboards and alerts people already have for a Collector work against otelgw.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,6 +23,7 @@ disable_created_metrics()
 class SelfTelemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._own: dict[str, Any] = {}
         r = self.registry
 
         def per_item(prefix: str, labels: list[str], doc: str) -> dict[str, Counter]:
@@ -68,6 +71,15 @@ class SelfTelemetry:
         self.insert_bytes = Counter("otelgw_clickhouse_insert_bytes",
                                     "Request bytes sent to ClickHouse INSERTs",
                                     ["exporter", "signal"], registry=r)
+
+    def metric(self, kind: type[Counter] | type[Gauge] | type[Histogram], name: str, doc: str,
+               labels: list[str], **kwargs: Any) -> Any:
+        """A component's own metric, created on first use: several instances of a component (one
+        per pipeline) share it and tell themselves apart by their labels."""
+        found = self._own.get(name)
+        if found is None:
+            found = self._own[name] = kind(name, doc, labels, registry=self.registry, **kwargs)
+        return found
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
