@@ -1,0 +1,1 @@
+"""The `prometheus` receiver: scrapes targets the way Prometheus does and emits OTLP metrics."""
