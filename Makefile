@@ -40,7 +40,7 @@ test: install system-deps
 	$(PY) -m pytest -q
 
 lint: install
-	$(PY) -m ruff check gateway receivers processors exporters loadtests tests
+	$(PY) -m ruff check gateway receivers processors exporters extensions loadtests tests
 
 bench: install
 	$(PY) -m loadtests.bench

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -62,13 +63,31 @@ class Component(Protocol):
     async def shutdown(self) -> None: ...
 
 
+class Lifecycle(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+@dataclass
+class Status:
+    """Where the whole gateway is in its life; health checks report it."""
+
+    state: Lifecycle = Lifecycle.STARTING
+    since: float = field(default_factory=time.time)  # wall clock of the last change
+
+    def set(self, state: Lifecycle) -> None:
+        self.state, self.since = state, time.time()
+
+
 @dataclass
 class Host:
-    """What a starting component may reach: self-telemetry and the other components."""
+    """What a starting component may reach: self-telemetry, the other components, the status."""
 
     telemetry: SelfTelemetry
     exporters: Mapping[ComponentID, Any] = field(default_factory=dict)
     extensions: Mapping[ComponentID, Any] = field(default_factory=dict)
+    status: Status = field(default_factory=Status)
 
 
 @dataclass(frozen=True)

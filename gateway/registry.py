@@ -12,6 +12,7 @@ _FACTORY_MODULES = (
     "receivers.otlp.factory",
     "processors.batch.factory",
     "exporters.clickhouse.factory",
+    "extensions.health_check.factory",
 )
 
 

@@ -12,6 +12,7 @@ import signal
 
 from aiohttp import web
 
+from gateway.component import Lifecycle
 from gateway.config.loader import GatewayConfig
 from gateway.endpoints import split_host_port
 from gateway.pipeline import Graph
@@ -33,6 +34,7 @@ class Service:
         if metrics.level != "none":
             await self._serve_metrics(metrics.address)
         await self.graph.start()
+        self.graph.host.status.set(Lifecycle.READY)
         log.info("otelgw is running: %d pipeline(s): %s", len(self.cfg.pipelines),
                  ", ".join(str(p) for p in self.cfg.pipelines))
 
@@ -53,6 +55,7 @@ class Service:
 
     async def shutdown(self) -> None:
         log.info("otelgw is shutting down: draining receivers, batches and exporters")
+        self.graph.host.status.set(Lifecycle.DRAINING)
         await self.graph.shutdown()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()

@@ -1,0 +1,1 @@
+"""Extensions: components beside the pipelines (health check)."""
