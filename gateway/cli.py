@@ -42,7 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     tel = cfg.service.telemetry.logs
-    logs.setup(tel.level, tel.encoding)
+    sampling = tel.sampling
+    logs.setup(tel.level, tel.encoding, logs.Sampler(sampling.tick, sampling.initial,
+                                                     sampling.thereafter)
+               if sampling.enabled else None)
     try:
         import uvloop
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from gateway.component import ComponentID, Factory, Kind
 from gateway.config.expand import expand_value
-from gateway.config.types import ComponentConfig
+from gateway.config.types import ComponentConfig, Duration
 from gateway.errors import ConfigError
 from gateway.signals import Signal
 
@@ -30,9 +30,19 @@ class PipelineSpec(ComponentConfig):
     exporters: list[str] = Field(default_factory=list, description="Exporter ids it feeds.")
 
 
+class LogSampling(ComponentConfig):
+    enabled: bool = Field(True, description="Rate-limit repeats of the same log message.")
+    tick: Duration = Field(10.0, gt=0, description="Window over which repeats are counted.")
+    initial: int = Field(10, ge=0, description="Lines of one message logged per tick in full.")
+    thereafter: int = Field(100, ge=0, description="After that, every Nth line (0: none).")
+
+
 class LogsTelemetry(ComponentConfig):
     level: Literal["debug", "info", "warn", "error"] = Field("info", description="Log level.")
     encoding: Literal["console", "json"] = Field("console", description="Log line format.")
+    sampling: LogSampling = Field(default_factory=LogSampling,
+                                  description="Rate limit of repeated messages (as the "
+                                              "Collector's zap sampling).")
 
 
 class MetricsTelemetry(ComponentConfig):
