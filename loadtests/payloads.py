@@ -4,8 +4,11 @@ and DB client spans with semantic-convention attributes, events, errors; logs an
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 
+from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -141,3 +144,22 @@ def metrics(points: int, seed: int = 1, cluster: str = "prod-eu-1") -> ExportMet
                     dp.as_double = rnd.random() * 1e6
                 made += 1
     return req
+
+
+_HEX_IDS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+def _hex_ids(node: object) -> object:
+    if isinstance(node, dict):
+        return {k: (base64.b64decode(v).hex() if k in _HEX_IDS and isinstance(v, str)
+                    else _hex_ids(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hex_ids(v) for v in node]
+    return node
+
+
+def to_otlp_json(message: object) -> bytes:
+    """OTLP/JSON as the specification writes it: lowerCamelCase keys, enums as integers, trace
+    and span ids as hex (not protobuf JSON's base64)."""
+    doc = json_format.MessageToDict(message, use_integers_for_enums=True)  # type: ignore[arg-type]
+    return json.dumps(_hex_ids(doc), separators=(",", ":")).encode()
