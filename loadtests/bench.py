@@ -6,7 +6,9 @@ Starts a gateway (embedded chDB) on free loopback ports, drives it at its maximu
 pre-serialized OTLP/HTTP protobuf requests from concurrent clients, then checks that the rows in
 ClickHouse equal the items acknowledged. Reports items/s, ack latency p50/p99, CPU seconds per
 100k items (whole process = gateway + embedded engine; and the event-loop thread alone, the
-Python side), and peak RSS. Writes a JSON result under loadtests/results/.
+Python side), and peak RSS. Then measures the ceiling (loadtests/ceiling.py: the engine inserting
+the same rows from prepared Native blocks, no gateway) and the gateway/ceiling ratio. Writes a
+JSON result and a PNG chart (throughput and CPU over time) under loadtests/results/.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -69,6 +73,7 @@ class CpuSampler:
 async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
                 concurrency: int) -> dict[str, Any]:
     latencies: list[float] = []
+    timeline: list[tuple[float, int]] = []  # (monotonic time, items acknowledged so far)
     acked = failed = 0
     deadline = time.monotonic() + seconds
     headers = {"Content-Type": "application/x-protobuf"}
@@ -83,6 +88,7 @@ async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
                 if r.status == 200:
                     acked += items
                     latencies.append(time.perf_counter() - started)
+                    timeline.append((time.monotonic(), acked))
                 else:
                     failed += 1
             n += concurrency
@@ -93,6 +99,7 @@ async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
     elapsed = time.monotonic() - started
     latencies.sort()
     return {"acked_items": acked, "failed_requests": failed, "elapsed_s": elapsed,
+            "timeline": timeline,
             "ack_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
             "ack_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None}
 
@@ -115,6 +122,10 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
     stored = gw.wait_count(TABLE[signal], expected, where, timeout=60)
     acked = result["acked_items"]
     per_100k = 1e5 / acked if acked else 0.0
+    t0 = cpu.samples[0]["t"] if cpu.samples else 0.0
+    series = {"acked": [(t - t0, n) for t, n in result.pop("timeline")[::10]],
+              "cpu": [(s["t"] - t0, s["cpu"]) for s in cpu.samples],
+              "rss": [(s["t"] - t0, s["rss"]) for s in cpu.samples]}
     return {
         "signal": signal.value, "batch_items": items, "concurrency": args.concurrency,
         "request_bytes": len(bodies[0]), **result,
@@ -123,7 +134,55 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
         "cpu_s_per_100k_total": (cpu1 - cpu0) * per_100k,
         "cpu_s_per_100k_event_loop": (main1 - main0) * per_100k,
         "peak_rss_mib": cpu.peak_rss / 2**20,
+        "series": series,
     }
+
+
+def run_ceiling(data_dir: Path, signal: str, seconds: float) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "loadtests.ceiling", "--path", str(data_dir),
+                          "--signal", signal, "--seconds", str(seconds)],
+                         capture_output=True, text=True, timeout=seconds + 300)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def rate(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Per-interval rate of a cumulative series: (midpoints, d value / d t)."""
+    xs, ys = [], []
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if t1 > t0:
+            xs.append((t0 + t1) / 2)
+            ys.append((v1 - v0) / (t1 - t0))
+    return xs, ys
+
+
+def chart(out: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [r for r in out["results"] if "series" in r]
+    fig, axes = plt.subplots(len(results), 1, figsize=(9, 3.2 * len(results)), squeeze=False)
+    for ax, res in zip(axes[:, 0], results):
+        xs, ys = rate(res["series"]["acked"])
+        ax.plot(xs, [y / 1000 for y in ys], color="tab:blue", label="items/s (k)")
+        ax.set_ylabel("k items/s", color="tab:blue")
+        ceiling = res.get("ceiling", {}).get("rows_per_s")
+        if ceiling:
+            ax.axhline(ceiling / 1000, color="tab:blue", linestyle=":", label="engine ceiling")
+        ax2 = ax.twinx()
+        cx, cy = rate(res["series"]["cpu"])
+        ax2.plot(cx, cy, color="tab:red", label="CPU (cores)")
+        ax2.set_ylabel("CPU cores", color="tab:red")
+        ax2.set_ylim(0, max([2.0, *cy]) * 1.1)
+        ax.set_title(f"{res['signal']}: {res['items_per_s']:,.0f} items/s, "
+                     f"{res['cpu_s_per_100k_total']:.2f} CPU-s/100k, p99 "
+                     f"{res['ack_p99_ms']:.0f} ms")
+        ax.set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def main() -> None:
@@ -134,6 +193,8 @@ def main() -> None:
     parser.add_argument("--signals", default="traces,logs,metrics")
     parser.add_argument("--send-batch-size", type=int, default=8192,
                         help="the gateway's batch send_batch_size (items per INSERT)")
+    parser.add_argument("--ceiling-seconds", type=float, default=10,
+                        help="how long to measure the engine alone (0: skip)")
     parser.add_argument("--results", default="loadtests/results")
     args = parser.parse_args()
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -149,13 +210,22 @@ def main() -> None:
             for name in args.signals.split(","):
                 res = run_signal(gw, Signal(name.strip()), args, run_id)
                 out["results"].append(res)
-                print(json.dumps(res, indent=2))
+                print(json.dumps({k: v for k, v in res.items() if k != "series"}, indent=2))
         finally:
             gw.stop()
+        if args.ceiling_seconds > 0:  # the engine alone, on the rows the gateway stored
+            for res in out["results"]:
+                res["ceiling"] = run_ceiling(gw.data_dir, res["signal"], args.ceiling_seconds)
+                if res["ceiling"].get("rows_per_s"):
+                    # one item (span, record, point) is one row
+                    res["gateway_to_ceiling"] = res["items_per_s"] / res["ceiling"]["rows_per_s"]
+                print(json.dumps({"signal": res["signal"], "ceiling": res["ceiling"],
+                                  "gateway_to_ceiling": res.get("gateway_to_ceiling")}))
     Path(args.results).mkdir(parents=True, exist_ok=True)
     path = Path(args.results) / f"bench-{run_id}.json"
     path.write_text(json.dumps(out, indent=2))
-    print(f"results written to {path}")
+    chart(out, path.with_suffix(".png"))
+    print(f"results written to {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
