@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Fanout:
-    """Hands one payload to several consumers; a copy to each that mutates, except the last."""
+    """Hands one payload to several consumers; each one that mutates gets its own copy.
+
+    The consumers run concurrently, so a mutating consumer must never edit the message the
+    others read, not even the last one.
+    """
 
     def __init__(self, consumers: list[tuple[Consumer, bool]]) -> None:
         self._consumers = consumers
@@ -33,10 +37,9 @@ class Fanout:
             await self._consumers[0][0].consume(payload)
             return
         calls = []
-        last = len(self._consumers) - 1
-        for i, (consumer, mutates) in enumerate(self._consumers):
+        for consumer, mutates in self._consumers:
             item = payload
-            if mutates and i != last:
+            if mutates:
                 item = Payload(payload.signal, payload.raw, None, payload.items, payload.context)
             calls.append(consumer.consume(item))
         results = await asyncio.gather(*calls, return_exceptions=True)

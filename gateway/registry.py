@@ -10,8 +10,12 @@ from gateway.component import Factory, Kind
 # Each module defines `factory`. One line per component; kept sorted within a kind.
 _FACTORY_MODULES = (
     "receivers.otlp.factory",
+    "processors.attributes.factory",
     "processors.batch.factory",
+    "processors.memory_limiter.factory",
+    "processors.resource.factory",
     "exporters.clickhouse.factory",
+    "exporters.prometheus.factory",
     "extensions.health_check.factory",
 )
 

@@ -1,0 +1,1 @@
+"""The `prometheus` exporter: pipeline metrics exposed again for Prometheus to scrape."""

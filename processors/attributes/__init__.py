@@ -1,0 +1,1 @@
+"""`attributes` processor: actions on span, log record and data point attributes."""

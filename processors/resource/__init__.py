@@ -1,0 +1,1 @@
+"""`resource` processor: actions on resource attributes."""
