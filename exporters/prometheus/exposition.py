@@ -37,8 +37,8 @@ from exporters.prometheus.names import (
     escape,
     label_name,
     metric_name,
-    shortest_digits,
 )
+from gateway.pdata import shortest_digits
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """OTLP names, units, attributes → Prometheus metric names, label names and label values.
 
 The rules are those of the contrib translator the Collector v0.129.0 prometheus exporter uses
-(pkg/translator/prometheus: BuildCompliantName, NormalizeLabel, CleanUpString) and of pdata's
-Value.AsString() for label values:
+(pkg/translator/prometheus: BuildCompliantName, NormalizeLabel, CleanUpString); label values are
+pdata's Value.AsString() (gateway/pdata.py):
 
 - add_metric_suffixes (default): the name is split into tokens at every rune that is neither a
   letter nor a digit (so `.`, `_`, `:` and runs of them all become one `_`); the main unit
@@ -24,11 +24,9 @@ default underscore escaping does for a scraper that does not ask for UTF-8 names
 
 from __future__ import annotations
 
-import base64
-import math
 import re
-from decimal import Decimal
-from typing import Any
+
+from gateway.pdata import as_string
 
 _UNITS = {
     "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
@@ -138,96 +136,6 @@ def job_instance(attrs: dict[str, str]) -> tuple[str | None, str | None]:
     return job, attrs.get("service.instance.id")
 
 
-# ------------------------------------------------------------------ label values (AsString)
+# ------------------------------------------------------------------ label values
 
-def label_value(v: Any) -> str:
-    """pdata Value.AsString() of an OTLP AnyValue."""
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return str(v.string_value)
-    if kind == "int_value":
-        return str(v.int_value)
-    if kind == "bool_value":
-        return "true" if v.bool_value else "false"
-    if kind == "double_value":
-        return json_float(v.double_value, allow_nonfinite=True)
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    if kind in ("array_value", "kvlist_value"):
-        try:
-            return _json(v)
-        except ValueError:  # NaN/Inf inside: json.Marshal fails and AsString gives ""
-            return ""
-    return ""
-
-
-def json_float(f: float, allow_nonfinite: bool = False) -> str:
-    """Go's encoding/json float: shortest digits, exponent below 1e-6 and from 1e21 on."""
-    if math.isnan(f) or math.isinf(f):
-        if not allow_nonfinite:
-            raise ValueError("unsupported value")
-        name = "NaN" if math.isnan(f) else ("+Inf" if f > 0 else "-Inf")
-        return f"json: unsupported value: {name}"
-    if f == 0:
-        return "-0" if math.copysign(1.0, f) < 0 else "0"
-    digits, point = shortest_digits(f)
-    sign = "-" if f < 0 else ""
-    if abs(f) < 1e-6 or abs(f) >= 1e21:
-        e = point - 1
-        mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mant}e{'-' if e < 0 else '+'}{abs(e)}"
-    return sign + _fixed(digits, point)
-
-
-def shortest_digits(f: float) -> tuple[str, int]:
-    """The shortest round-trip decimal digits of |f| and the position of the decimal point
-    (value = 0.<digits> × 10^point), as strconv computes them for precision -1."""
-    _, digit_tuple, exp = Decimal(repr(abs(f))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    return digits, len(digits) + int(exp)
-
-
-def _fixed(digits: str, point: int) -> str:
-    if point <= 0:
-        return "0." + "0" * -point + digits
-    if point >= len(digits):
-        return digits + "0" * (point - len(digits))
-    return f"{digits[:point]}.{digits[point:]}"
-
-
-_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-                 "\t": "\\t", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def _json_string(s: str) -> str:
-    out = []
-    for ch in s:
-        esc = _JSON_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ch < " " or ch in "<>&":  # json.Marshal escapes HTML characters too
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _json(v: Any) -> str:
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return _json_string(v.string_value)
-    if kind == "int_value":
-        return str(v.int_value)
-    if kind == "bool_value":
-        return "true" if v.bool_value else "false"
-    if kind == "double_value":
-        return json_float(v.double_value)
-    if kind == "bytes_value":
-        return _json_string(base64.b64encode(v.bytes_value).decode()) if v.bytes_value else "null"
-    if kind == "array_value":
-        return "[" + ",".join(_json(x) for x in v.array_value.values) + "]"
-    if kind == "kvlist_value":
-        fields = {kv.key: kv.value for kv in v.kvlist_value.values}  # a repeated key: last wins
-        return "{" + ",".join(_json_string(k) + ":" + _json(fields[k])
-                              for k in sorted(fields, key=lambda k: k.encode())) + "}"
-    return "null"
+label_value = as_string  # a label value is the attribute's pdata Value.AsString()

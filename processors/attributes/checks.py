@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from processors.attributes.regex import compile_re2
+from gateway import goregex
 from processors.attributes.values import from_raw
 
 ACTIONS = ("insert", "update", "upsert", "delete", "hash", "extract", "convert")
@@ -95,12 +95,13 @@ def _check_extract(key: str, pattern: str, converted_type: str, sources: int) ->
         raise ValueError('missing required field "pattern" for action "extract"')
     _no_converted_type("extract", converted_type)
     regex = _compile(pattern)
-    if not regex.groupindex:
+    # Go's SubexpNames: a name may repeat (the last group of that name wins when extracting).
+    names = tuple(goregex.subexp_names(regex)[1:])
+    if not names:
         raise ValueError(f'field "pattern" contains no named matcher groups: "{pattern}"')
-    if len(regex.groupindex) < regex.groups:
+    if "" in names:
         raise ValueError('field "pattern" contains at least one unnamed matcher group: '
                          f'"{pattern}"')
-    names = tuple(sorted(regex.groupindex, key=regex.groupindex.__getitem__))
     return ActionSpec("extract", key, regex=regex, names=names)
 
 
@@ -112,6 +113,6 @@ def _no_converted_type(action: str, converted_type: str) -> None:
 
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
-        return compile_re2(pattern)
+        return goregex.compile(pattern)
     except ValueError as exc:
         raise ValueError(f'field "pattern" has invalid pattern: {exc}') from None

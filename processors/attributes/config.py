@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
+from gateway import goregex
 from gateway.config.types import ComponentConfig
 from processors.attributes.checks import ActionSpec, check_action
-from processors.attributes.regex import compile_re2
 
 
 def _none_is_empty(value: Any) -> Any:
@@ -140,7 +140,7 @@ class MatchProperties(ComponentConfig):
                     *(lib.name for lib in self.libraries),
                     *(lib.version for lib in self.libraries if lib.version is not None)]
         for pattern in patterns:
-            compile_re2(pattern)
+            goregex.compile(pattern)
 
 
 class AttributesConfig(ComponentConfig):

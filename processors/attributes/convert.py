@@ -11,7 +11,7 @@ import struct
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from processors.attributes.values import as_string
+from gateway.pdata import as_string
 
 log = logging.getLogger(__name__)
 

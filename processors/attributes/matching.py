@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import goregex
+from gateway.pdata import as_string
 from gateway.signals import Signal
 from processors.attributes.config import AttributeMatch, MatchProperties, RegexpOptions
-from processors.attributes.regex import compile_re2
-from processors.attributes.values import as_string, equal, from_raw, match_string
+from processors.attributes.values import equal, from_raw, match_string
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class FilterSet:
         if match_type == "strict":
             self._strict = frozenset(items)
             return
-        self._regexes = [compile_re2(p) for p in dict.fromkeys(items)]
+        self._regexes = [goregex.compile(p) for p in dict.fromkeys(items)]
         if options is not None and options.cacheenabled:
             self._cache = OrderedDict()
             self._cache_max = options.cachemaxnumentries

@@ -1,19 +1,16 @@
-"""AnyValue helpers with pdata's semantics: a config value to AnyValue (pcommon FromRaw), a value
-to text (AsString, and the filter's string form), and equality (the filter's strict match).
-
-The attributes and resource processors must produce what the Collector would, down to how a
-double becomes text when converted or matched, so the Go formatting rules are spelled out here.
+"""AnyValue helpers with pdata's semantics: a config value to AnyValue (pcommon FromRaw), the
+text a regexp filter matches, and equality (the filter's strict match). AsString and the Go float
+formats live in gateway/pdata.py, shared with the other components that write values as text.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
-import math
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from gateway.pdata import as_string, format_f
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64_MAX = (1 << 64) - 1
@@ -70,133 +67,17 @@ def kind_name(value: AnyValue) -> str:
             "kvlist_value": "Map"}.get(value.WhichOneof("value") or "", "Empty")
 
 
-# ------------------------------------------------------------------ Go float formatting
-
-def _digits(f: float) -> tuple[str, int]:
-    """Shortest round-trip digits of |f| (as strconv's precision -1) and the decimal point's
-    position: |f| = 0.<digits> × 10^point."""
-    _, digits, exp = Decimal(repr(abs(f))).normalize().as_tuple()
-    ds = "".join(map(str, digits))
-    return ds, len(ds) + int(exp)
-
-
-def _fixed(ds: str, point: int) -> str:
-    if point <= 0:
-        return f"0.{'0' * -point}{ds}"
-    if point >= len(ds):
-        return ds + "0" * (point - len(ds))
-    return f"{ds[:point]}.{ds[point:]}"
-
-
-def format_f(f: float) -> str:
-    """strconv.FormatFloat(f, 'f', -1, 64): no exponent, shortest digits."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, f) < 0 else ""
-    if f == 0:
-        return sign + "0"
-    return sign + _fixed(*_digits(f))
-
-
-def format_double(f: float) -> str:
-    """pcommon AsString of a double: encoding/json's float text (ES6 style), and its error text
-    for NaN and ±Inf, which JSON cannot hold."""
-    if math.isnan(f) or math.isinf(f):
-        g = "NaN" if math.isnan(f) else ("+Inf" if f > 0 else "-Inf")
-        return f"json: unsupported value: {g}"
-    sign = "-" if math.copysign(1.0, f) < 0 else ""
-    if f == 0:
-        return sign + "0"
-    ds, point = _digits(f)
-    if abs(f) < 1e-6 or abs(f) >= 1e21:
-        e = point - 1
-        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
-        return f"{sign}{mant}e{'-' if e < 0 else '+'}{abs(e)}"
-    return sign + _fixed(ds, point)
-
-
-# ------------------------------------------------------------------ AsString
-
-_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-                 "\t": "\\t", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-class _NotJSON(Exception):
-    """A NaN or ±Inf inside a map or slice: json.Marshal fails and AsString gives ""."""
-
-
-def _json_string(s: str) -> str:
-    out = []
-    for ch in s:
-        if ch in _JSON_ESCAPES:
-            out.append(_JSON_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ch in "<>&":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _json(value: AnyValue) -> str:
-    """json.Marshal(value.AsRaw()): map keys sorted, a repeated key's last value kept."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return _json_string(value.string_value)
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        f = value.double_value
-        if math.isnan(f) or math.isinf(f):
-            raise _NotJSON
-        return format_double(f)
-    if kind == "bytes_value":
-        return f'"{base64.b64encode(value.bytes_value).decode()}"' if value.bytes_value else "null"
-    if kind == "array_value":
-        return "[" + ",".join(_json(v) for v in value.array_value.values) + "]"
-    if kind == "kvlist_value":
-        last = {kv.key: kv.value for kv in value.kvlist_value.values}
-        keys = sorted(last, key=lambda k: k.encode())
-        return "{" + ",".join(f"{_json_string(k)}:{_json(last[k])}" for k in keys) + "}"
-    return "null"
-
-
-def as_string(value: AnyValue) -> str:
-    """pcommon Value.AsString()."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
-        return format_double(value.double_value)
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind in ("array_value", "kvlist_value"):
-        try:
-            return _json(value)
-        except _NotJSON:
-            return ""
-    return ""
+_MATCHED_AS_TEXT = frozenset({"string_value", "bool_value", "int_value"})
 
 
 def match_string(value: AnyValue) -> str | None:
     """The text a regexp attribute filter matches: strings, bools, doubles ('f' format) and
     ints; None for other kinds, which never match."""
     kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "int_value":
-        return str(value.int_value)
-    if kind == "double_value":
+    if kind == "double_value":  # not AsString's text: 1e21 matches as 1000000000000000000000
         return format_f(value.double_value)
+    if kind in _MATCHED_AS_TEXT:
+        return as_string(value)
     return None
 
 
