@@ -1,0 +1,1 @@
+"""`k8sattributes` processor: adds Kubernetes pod metadata to the resources passing through."""
