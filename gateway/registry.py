@@ -10,8 +10,10 @@ from gateway.component import Factory, Kind
 # Each module defines `factory`. One line per component; kept sorted within a kind.
 _FACTORY_MODULES = (
     "receivers.otlp.factory",
+    "receivers.prometheus.factory",
     "processors.attributes.factory",
     "processors.batch.factory",
+    "processors.k8sattributes.factory",
     "processors.memory_limiter.factory",
     "processors.resource.factory",
     "exporters.clickhouse.factory",
