@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from gateway import goregex
 from processors.k8sattributes.config import FieldExtractConfig, K8sAttributesConfig
 
-_EXPAND = re.compile(r"\$(\$|\{(\w+)\}|(\w+))")
 # ReplicaSets made by a Deployment are named <deployment>-<pod-template-hash (10 chars)>.
 _RS_HASH = re.compile(r"^[a-z0-9]{10}$")
 # Jobs made by a CronJob are named <cronjob>-<scheduled time in minutes>.
@@ -33,20 +32,6 @@ def cronjob_from_job(name: str) -> str:
     return match.group(1) if match else ""
 
 
-def _expand(template: str, match: re.Match[str]) -> str:
-    """Go's Regexp.Expand: $1, ${1}, $name, ${name}; $$ is a literal $; unknown groups are ""."""
-    def one(m: re.Match[str]) -> str:
-        if m.group(1) == "$":
-            return "$"
-        ref = m.group(2) or m.group(3)
-        try:
-            value = match.group(int(ref)) if ref.isdigit() else match.group(ref)
-        except IndexError:  # no such group
-            return ""
-        return value or ""
-    return _EXPAND.sub(one, template)
-
-
 @dataclass(frozen=True, slots=True)
 class FieldRule:
     """One labels/annotations rule, compiled."""
@@ -56,7 +41,7 @@ class FieldRule:
     name: str
     key: str
     key_regex: re.Pattern[str] | None = None
-    has_reference: bool = False
+    template: goregex.Template | None = None  # tag_name with $1 / ${name} references
 
     @classmethod
     def from_config(cls, cfg: FieldExtractConfig, kind: str) -> FieldRule:
@@ -65,8 +50,9 @@ class FieldRule:
         name = cfg.tag_name
         if not name and cfg.key:
             name = f"k8s.{cfg.from_}.{kind}.{cfg.key}"
-        return cls(cfg.from_, kind, name, cfg.key, regex,
-                   bool(regex is not None and regex.groups and name))
+        template = goregex.Template(name, regex) if regex is not None and regex.groups and name \
+            else None
+        return cls(cfg.from_, kind, name, cfg.key, regex, template)
 
     def default_name(self, key: str) -> str:
         # The Collector writes the plural forms for pods, namespaces and nodes (its v0 names)
@@ -86,7 +72,8 @@ class FieldRule:
             match = self.key_regex.search(key)
             if match is None:
                 continue
-            out[_expand(self.name, match) if self.has_reference else self.default_name(key)] = value
+            out[self.template.expand(match) if self.template is not None
+                else self.default_name(key)] = value
 
 
 @dataclass(frozen=True)
@@ -102,9 +89,9 @@ class Rules:
         ex = cfg.extract
         annotations = [FieldRule.from_config(a, "annotations") for a in ex.annotations]
         if ex.otel_annotations:
-            annotations.append(FieldRule("pod", "annotations", "$1", "",
-                                         goregex.compile(OTEL_ANNOTATION_REGEX, anchored=True),
-                                         True))
+            regex = goregex.compile(OTEL_ANNOTATION_REGEX, anchored=True)
+            annotations.append(FieldRule("pod", "annotations", "$1", "", regex,
+                                         goregex.Template("$1", regex)))
         return cls(frozenset(ex.metadata),
                    tuple(FieldRule.from_config(lb, "labels") for lb in ex.labels),
                    tuple(annotations), ex.deployment_name_from_replicaset,
