@@ -60,13 +60,6 @@ def _fill(out: AnyValue, raw: Any, path: str) -> None:
         raise ValueError(f"{path}: unsupported value type {type(raw).__name__}")
 
 
-def kind_name(value: AnyValue) -> str:
-    """pcommon's ValueType name, for error messages."""
-    return {"string_value": "Str", "bool_value": "Bool", "int_value": "Int",
-            "double_value": "Double", "bytes_value": "Bytes", "array_value": "Slice",
-            "kvlist_value": "Map"}.get(value.WhichOneof("value") or "", "Empty")
-
-
 _MATCHED_AS_TEXT = frozenset({"string_value", "bool_value", "int_value"})
 
 
