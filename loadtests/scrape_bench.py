@@ -51,8 +51,9 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def scrape_config(args: argparse.Namespace, ports: list[int]) -> dict[str, Any]:
-    return {"job_name": "node", "scrape_interval": f"{args.interval}s",
-            "scrape_timeout": f"{min(args.interval, 10)}s",
+    # Prometheus durations are whole numbers with a unit
+    return {"job_name": "node", "scrape_interval": f"{round(args.interval * 1000)}ms",
+            "scrape_timeout": f"{round(min(args.interval, 10) * 1000)}ms",
             "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
 
 
@@ -60,6 +61,8 @@ def run_gateway(tmp: Path, args: argparse.Namespace, ports: list[int]) -> dict[s
     gw = Gateway(tmp / "gateway")
     cfg = default_config(gw.data_dir, gw.ports)
     cfg["receivers"] = {"prometheus": {"config": {"scrape_configs": [scrape_config(args, ports)]}}}
+    # scrapes are small requests: let batches fill (as config/scrape-*.yaml do)
+    cfg["processors"]["batch"] = {"send_batch_size": 16384, "timeout": "1s"}
     cfg["service"]["pipelines"] = {"metrics": {"receivers": ["prometheus"],
                                                "processors": ["batch"],
                                                "exporters": ["clickhouse"]}}
