@@ -91,8 +91,11 @@ def gateway_config(workdir: Path, k8sattributes: dict[str, Any]) -> tuple[dict[s
     probe = Gateway(workdir)  # for its free ports and default layout
     cfg = default_config(probe.data_dir, probe.ports)
     cfg["processors"]["k8sattributes"] = k8sattributes
+    # the deployment stamps its cluster, as config/kubernetes.yaml does
+    cfg["processors"]["resource"] = {"attributes": [
+        {"key": "k8s.cluster.name", "value": CLUSTER, "action": "upsert"}]}
     for pipeline in cfg["service"]["pipelines"].values():
-        pipeline["processors"] = ["k8sattributes", "batch"]
+        pipeline["processors"] = ["k8sattributes", "resource", "batch"]
     return cfg, probe.ports
 
 
@@ -169,8 +172,8 @@ def rows(gw: Gateway, signal: str, run: str, expect: int = 1) -> list[dict[str, 
 def enriched(gw: Gateway, signal: str, source_ip: str, extra: dict[str, str] | None = None
              ) -> dict[str, Any]:
     run = uuid.uuid4().hex
-    send(gw, signal, {"otelgw.test.run": run, "k8s.cluster.name": CLUSTER,
-                      "service.name": f"k8sattributes-{signal}", **(extra or {})}, source_ip)
+    send(gw, signal, {"otelgw.test.run": run, "service.name": f"k8sattributes-{signal}",
+                      **(extra or {})}, source_ip)
     [row] = rows(gw, signal, run)
     return row
 
