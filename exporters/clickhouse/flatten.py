@@ -8,7 +8,7 @@ Values are the contrib exporter's (see anyvalue.py, schema.py, and tests/oracle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporters.clickhouse.anyvalue import attributes_map, attributes_type
 from gateway.signals import Signal
@@ -41,8 +41,9 @@ class Target:
 
     def select(self, source: str) -> str:
         cols = ",\n    ".join(f"{expr} AS `{name}`" for name, expr in self.columns)
+        joins = f"\n{self.array_join}" if self.array_join else ""
         where = f"\nWHERE {self.where}" if self.where else ""
-        return f"SELECT\n    {cols}\nFROM {source}\n{self.array_join}{where}"
+        return f"SELECT\n    {cols}\nFROM {source}{joins}{where}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class Flattening:
     signal: Signal
     structure: list[tuple[str, str]]  # input columns: the request's top-level fields
     targets: list[Target]
+    # A Null table between the request and the targets, filled by this Target's view; its
+    # columns are typed as the target columns of the same name, plus `stage_types`.
+    stage: Target | None = None
+    stage_types: dict[str, str] = field(default_factory=dict)
 
 
 _TRACES_STRUCT = (
@@ -156,9 +161,49 @@ def _number(x: str) -> str:
     return f"if({x}.value = 'as_int', toFloat64({x}.as_int), {x}.as_double)"
 
 
-def _metric_target(key: str, data: str, body: list[tuple[str, str]], exemplars: bool = True
-                   ) -> Target:
-    head = [
+# A metric's points sit under one of five kinds. The stage view joins the points of all kinds in
+# one pass: `k` is the point's kind (its position in _KINDS, from 1) and `i` its index in that
+# kind's list. ClickHouse plans every view's SELECT on each INSERT, and the cost grows with the
+# expressions over the wide request tuples, so the kinds are not spelled out more than needed.
+_KINDS = ["gauge", "sum", "histogram", "exponential_histogram", "summary"]
+_G, _S, _H, _E, _Q = _KINDS
+
+
+def _k(kind: str) -> int:
+    return _KINDS.index(kind) + 1
+
+
+def _points_join() -> str:
+    points = [f"m.{kind}.data_points" for kind in _KINDS]
+    kinds = ", ".join(f"arrayMap(x -> toUInt8({i}), {p})" for i, p in enumerate(points, 1))
+    index = ", ".join(f"arrayEnumerate({p})" for p in points)
+    return ("ARRAY JOIN resource_metrics AS rm ARRAY JOIN rm.scope_metrics AS sm "
+            f"ARRAY JOIN sm.metrics AS m ARRAY JOIN arrayConcat({kinds}) AS k, "
+            f"arrayConcat({index}) AS i")
+
+
+def _dp(kind: str) -> str:
+    """The point if it is of `kind`, else that kind's default (element 0)."""
+    return f"m.{kind}.data_points[if(k = {_k(kind)}, i, 0)]"
+
+
+def _of(field: str, *kinds: str) -> str:
+    """`field` of the point, which is of one of `kinds`."""
+    *first, last = kinds
+    branches = "".join(f"k = {_k(kind)}, {_dp(kind)}.{field}, " for kind in first)
+    return f"multiIf({branches}{_dp(last)}.{field})" if first else f"{_dp(last)}.{field}"
+
+
+_EXEMPLARS = _of("exemplars", _G, _S, _H, _E)  # a summary point has none
+
+# One row per data point of any kind with every target column: a stage Null table between the
+# request and the five target views, which only pick their kind's rows and columns. The costly
+# part (the AnyValue rendering) is planned once per INSERT instead of once per target.
+_POINTS = Target(
+    table="metrics_stage",  # not a schema table: ingest.py names it
+    array_join=_points_join(),
+    columns=[
+        ("Kind", "k"),
         ("ResourceAttributes", attributes_map("rm.resource.attributes")),
         ("ResourceSchemaUrl", "rm.schema_url"),
         ("ScopeName", "sm.scope.name"),
@@ -170,52 +215,63 @@ def _metric_target(key: str, data: str, body: list[tuple[str, str]], exemplars: 
         ("MetricName", "m.name"),
         ("MetricDescription", "m.description"),
         ("MetricUnit", "m.unit"),
-        ("Attributes", attributes_map("dp.attributes")),
-        ("StartTimeUnix", _ts("dp.start_time_unix_nano")),
-        ("TimeUnix", _ts("dp.time_unix_nano")),
-        ("Flags", "dp.flags"),
-    ]
-    ex = [
+        ("Attributes", attributes_map(_of("attributes", *_KINDS))),
+        ("StartTimeUnix", _ts(_of("start_time_unix_nano", *_KINDS))),
+        ("TimeUnix", _ts(_of("time_unix_nano", *_KINDS))),
+        ("Flags", _of("flags", *_KINDS)),
         # The contrib exporter hex-encodes exemplar ids as they are ([8]byte / [16]byte): all-zero
         # stays zeros, and so does an absent id (what a Go sender writes for a zero id).
         ("Exemplars.FilteredAttributes",
-         f"arrayMap(x -> {attributes_map('x.filtered_attributes')}, dp.exemplars)"),
-        ("Exemplars.TimeUnix", f"arrayMap(x -> {_ts('x.time_unix_nano')}, dp.exemplars)"),
-        ("Exemplars.Value", f"arrayMap(x -> {_number('x')}, dp.exemplars)"),
-        ("Exemplars.SpanId", f"arrayMap(x -> {_hex_fixed('x.span_id', 8)}, dp.exemplars)"),
-        ("Exemplars.TraceId", f"arrayMap(x -> {_hex_fixed('x.trace_id', 16)}, dp.exemplars)"),
-    ] if exemplars else []
-    return Target(
-        table=f"metrics_{key}",
-        array_join=("ARRAY JOIN resource_metrics AS rm ARRAY JOIN rm.scope_metrics AS sm "
-                    f"ARRAY JOIN sm.metrics AS m ARRAY JOIN m.{data}.data_points AS dp"),
-        columns=head + body + ex,
-    )
+         f"arrayMap(x -> {attributes_map('x.filtered_attributes')}, {_EXEMPLARS})"),
+        ("Exemplars.TimeUnix", f"arrayMap(x -> {_ts('x.time_unix_nano')}, {_EXEMPLARS})"),
+        ("Exemplars.Value", f"arrayMap(x -> {_number('x')}, {_EXEMPLARS})"),
+        ("Exemplars.SpanId", f"arrayMap(x -> {_hex_fixed('x.span_id', 8)}, {_EXEMPLARS})"),
+        ("Exemplars.TraceId", f"arrayMap(x -> {_hex_fixed('x.trace_id', 16)}, {_EXEMPLARS})"),
+        ("Value", f"if(k = {_k(_G)}, {_number(_dp(_G))}, {_number(_dp(_S))})"),
+        ("AggregationTemporality", f"multiIf(k = {_k(_S)}, m.sum.aggregation_temporality, "
+                                   f"k = {_k(_H)}, m.histogram.aggregation_temporality, "
+                                   "m.exponential_histogram.aggregation_temporality)"),
+        ("IsMonotonic", "m.sum.is_monotonic"),
+        ("Count", _of("count", _H, _E, _Q)),
+        ("Sum", _of("sum", _H, _E, _Q)),
+        ("Min", _of("min", _H, _E)),
+        ("Max", _of("max", _H, _E)),
+        ("BucketCounts", _of("bucket_counts", _H)),
+        ("ExplicitBounds", _of("explicit_bounds", _H)),
+        ("Scale", _of("scale", _E)),
+        ("ZeroCount", _of("zero_count", _E)),
+        ("PositiveOffset", _of("positive.offset", _E)),
+        ("PositiveBucketCounts", _of("positive.bucket_counts", _E)),
+        ("NegativeOffset", _of("negative.offset", _E)),
+        ("NegativeBucketCounts", _of("negative.bucket_counts", _E)),
+        ("ValueAtQuantiles.Quantile", f"arrayMap(x -> x.quantile, {_of('quantile_values', _Q)})"),
+        ("ValueAtQuantiles.Value", f"arrayMap(x -> x.value, {_of('quantile_values', _Q)})"),
+    ],
+)
+
+_HEAD = ["ResourceAttributes", "ResourceSchemaUrl", "ScopeName", "ScopeVersion",
+         "ScopeAttributes", "ScopeDroppedAttrCount", "ScopeSchemaUrl", "ServiceName",
+         "MetricName", "MetricDescription", "MetricUnit", "Attributes", "StartTimeUnix",
+         "TimeUnix", "Flags"]
+_EXEMPLAR_COLUMNS = ["Exemplars.FilteredAttributes", "Exemplars.TimeUnix", "Exemplars.Value",
+                     "Exemplars.SpanId", "Exemplars.TraceId"]
+_MINMAX_TEMP = ["Min", "Max", "AggregationTemporality"]
 
 
-_MINMAX = [("Min", "dp.min"), ("Max", "dp.max")]
+def _metric_target(kind: str, *body: str) -> Target:
+    return Target(table=f"metrics_{kind}", array_join="",
+                  columns=[(c, f"`{c}`") for c in (*_HEAD, *body)], where=f"Kind = {_k(kind)}")
+
 
 METRICS = Flattening(Signal.METRICS, [("resource_metrics", _METRICS_STRUCT)], [
-    _metric_target("gauge", "gauge", [("Value", _number("dp"))]),
-    _metric_target("sum", "sum", [
-        ("Value", _number("dp")), ("AggregationTemporality", "m.sum.aggregation_temporality"),
-        ("IsMonotonic", "m.sum.is_monotonic")]),
-    _metric_target("histogram", "histogram", [
-        ("Count", "dp.count"), ("Sum", "dp.sum"), ("BucketCounts", "dp.bucket_counts"),
-        ("ExplicitBounds", "dp.explicit_bounds"), *_MINMAX,
-        ("AggregationTemporality", "m.histogram.aggregation_temporality")]),
-    _metric_target("exponential_histogram", "exponential_histogram", [
-        ("Count", "dp.count"), ("Sum", "dp.sum"), ("Scale", "dp.scale"),
-        ("ZeroCount", "dp.zero_count"), ("PositiveOffset", "dp.positive.offset"),
-        ("PositiveBucketCounts", "dp.positive.bucket_counts"),
-        ("NegativeOffset", "dp.negative.offset"),
-        ("NegativeBucketCounts", "dp.negative.bucket_counts"), *_MINMAX,
-        ("AggregationTemporality", "m.exponential_histogram.aggregation_temporality")]),
-    _metric_target("summary", "summary", [
-        ("Count", "dp.count"), ("Sum", "dp.sum"),
-        ("ValueAtQuantiles.Quantile", "arrayMap(q -> q.quantile, dp.quantile_values)"),
-        ("ValueAtQuantiles.Value", "arrayMap(q -> q.value, dp.quantile_values)")],
-        exemplars=False),
-])
+    _metric_target(_G, "Value", *_EXEMPLAR_COLUMNS),
+    _metric_target(_S, "Value", "AggregationTemporality", "IsMonotonic", *_EXEMPLAR_COLUMNS),
+    _metric_target(_H, "Count", "Sum", "BucketCounts", "ExplicitBounds", *_MINMAX_TEMP,
+                   *_EXEMPLAR_COLUMNS),
+    _metric_target(_E, "Count", "Sum", "Scale", "ZeroCount", "PositiveOffset",
+                   "PositiveBucketCounts", "NegativeOffset", "NegativeBucketCounts",
+                   *_MINMAX_TEMP, *_EXEMPLAR_COLUMNS),
+    _metric_target(_Q, "Count", "Sum", "ValueAtQuantiles.Quantile", "ValueAtQuantiles.Value"),
+], stage=_POINTS, stage_types={"Kind": "UInt8"})
 
 FLATTENINGS = {f.signal: f for f in (TRACES, LOGS, METRICS)}

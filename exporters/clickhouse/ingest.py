@@ -1,7 +1,9 @@
 """The ingest path: one Null-engine table per signal that takes the raw OTLP request, and one
 materialized view per target table that flattens it (flatten.py). One INSERT of the request
 bytes feeds every table of the signal: the five metrics tables, and through the contrib
-exporter's own view, otel_traces_trace_id_ts.
+exporter's own view, otel_traces_trace_id_ts. Metrics pass through a second Null table, one row
+per data point with every target column (flatten.Flattening.stage), so the costly flattening is
+planned once per INSERT and the five metrics views only select from it.
 
 Both engines run exactly the statements produced here.
 """
@@ -31,20 +33,70 @@ def _ingest_prefix(signal: Signal, o: schema.SchemaOptions) -> str:
     return f"{base}_otlp"
 
 
+_TABLES = {t.key: t for t in (schema.TRACES, schema.LOGS, *schema.METRIC_TABLES)}
+
+
+def _split_top(text: str) -> list[str]:
+    """`a T, b U(x, y)` → ['a T', 'b U(x, y)']: commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
+
+
+def _column_types(table: schema.Table) -> dict[str, str]:
+    """Target column → type, a Nested column as its `Name.Field Array(T)` columns."""
+    types = {}
+    for c in table.columns:
+        if c.type.startswith("Nested("):
+            for sub in _split_top(c.type.removeprefix("Nested(").removesuffix(")")):
+                name, type_ = sub.split(" ", 1)
+                types[f"{c.name}.{name}"] = f"Array({type_})"
+        else:
+            types[c.name] = c.type
+    return types
+
+
+def _stage_structure(f: Flattening) -> str:
+    """The stage table's columns, typed as the target columns they feed: each value is converted
+    to its target type once, as in a direct insert, and passes to the target unchanged."""
+    assert f.stage is not None
+    types = dict(f.stage_types)
+    for target in f.targets:
+        for name, type_ in _column_types(_TABLES[target.table]).items():
+            if types.setdefault(name, type_) != type_:
+                raise AssertionError(f"stage column {name}: {types[name]} or {type_}")
+    return ", ".join(f"`{name}` {types[name]}" for name, _ in f.stage.columns)
+
+
 def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
     f: Flattening = FLATTENINGS[signal]
     structure = ", ".join(f"`{name}` {type_}" for name, type_ in f.structure)
     selects = [t.select("{source}") for t in f.targets]
-    fp = schema.fingerprint(schema_text(signal), structure, *selects)
-    ingest_name = f"{_ingest_prefix(signal, o)}_{fp}"
-    ingest = f"{schema.quote(o.database)}.{schema.quote(ingest_name)}"
+    stage = [_stage_structure(f), f.stage.select("{source}")] if f.stage else []
+    fp = schema.fingerprint(schema_text(signal), structure, *stage, *selects)
+    prefix = _ingest_prefix(signal, o)
+    db = schema.quote(o.database)
+    ingest = f"{db}.{schema.quote(f'{prefix}_{fp}')}"
     cluster = f" {o.on_cluster}" if o.on_cluster else ""
     ddl = [f"CREATE TABLE IF NOT EXISTS {ingest}{cluster} ({structure}) ENGINE = Null"]
+    source = ingest
+    if f.stage:
+        source = f"{db}.{schema.quote(f'{prefix}_stage_{fp}')}"
+        ddl.append(f"CREATE TABLE IF NOT EXISTS {source}{cluster} ({stage[0]}) ENGINE = Null")
     for target, select in zip(f.targets, selects, strict=True):
         mv = schema.quote(f"{o.name(target.table)}_otlp_mv_{fp}")
-        ddl.append(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {schema.quote(o.database)}.{mv}"
+        ddl.append(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{mv}"
                    f"{cluster} TO {o.qualified(target.table)}\n"
-                   f"AS {select.replace('{source}', ingest)}")
+                   f"AS {select.replace('{source}', source)}")
+    if f.stage:
+        # last: once it exists, every row it writes has the views above to go to
+        mv = schema.quote(f"{prefix}_stage_mv_{fp}")
+        ddl.append(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{mv}{cluster} TO {source}\n"
+                   f"AS {stage[1].replace('{source}', ingest)}")
     settings: dict[str, str | int] = {
         "format_schema_source": "string",
         "format_schema": schema_text(signal),
