@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from exporters.clickhouse.engines import PERMANENT_CODES, Engine, EngineError, Settings, code_of
+from gateway.errors import ConfigError
 
 
 def _settings_clause(settings: Settings | None) -> str:
@@ -36,7 +37,13 @@ def _error(exc: Exception) -> EngineError:
 
 class EmbeddedEngine(Engine):
     def __init__(self, path: str, insert_connections: int = 2) -> None:
-        import chdb
+        try:
+            import chdb
+        except ImportError:  # the server-only image leaves the engine out
+            raise ConfigError([
+                "exporters::clickhouse: the embedded store needs the chdb-core package, which is "
+                "not installed; install it, or set exporters::clickhouse::endpoint to a "
+                "ClickHouse server"]) from None
 
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).resolve())
