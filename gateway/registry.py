@@ -9,6 +9,7 @@ from gateway.component import Factory, Kind
 
 # Each module defines `factory`. One line per component; kept sorted within a kind.
 _FACTORY_MODULES = (
+    "receivers.fluentforward.factory",
     "receivers.otlp.factory",
     "receivers.prometheus.factory",
     "processors.attributes.factory",

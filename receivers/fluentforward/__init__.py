@@ -1,0 +1,1 @@
+"""`fluentforward` receiver: Fluent Bit / Fluentd forward protocol (TCP, UDP heartbeat) to logs."""
