@@ -3,11 +3,15 @@ SQL (the `otelgw query` command and the HTTP endpoint) while ingest runs."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -141,3 +145,56 @@ def test_query_endpoint_is_read_only(gateway: Gateway) -> None:
     assert err.value.code == 403
     assert gateway.count("otel_traces") >= 0
     assert urllib.request.urlopen(f"{gateway.query_url}/ping", timeout=10).read() == b"Ok.\n"
+
+
+def _ask(gateway: Gateway, sql: str, **params: str) -> tuple[int, str]:
+    url = f"{gateway.query_url}/?" + urllib.parse.urlencode(params)
+    req = urllib.request.Request(url, data=sql.encode())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.mark.parametrize("sql, status, words", [
+    ("SELECT 1; DROP TABLE otel_logs", 400, "multi-statements are not allowed"),
+    ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 400, "readonly mode"),
+    ("SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", 400, "readonly mode"),
+    ("SELECT 1 SETTINGS readonly = 0", 400, "readonly"),
+    ("SELECT 1 INTO OUTFILE '{outfile}'", 403, "without INTO OUTFILE"),
+    ("WITH 1 AS x SELECT x; INSERT INTO otel_logs (Body) VALUES ('x')", 400, "multi-statements"),
+])
+def test_query_endpoint_cannot_write_or_read_files(gateway: Gateway, tmp_path: Path, sql: str,
+                                                   status: int, words: str) -> None:
+    outfile = tmp_path / "out.tsv"
+    code, text = _ask(gateway, sql.format(outfile=outfile))
+    assert (code, words in text) == (status, True), text
+    assert not outfile.exists()
+    assert _ask(gateway, "EXISTS TABLE otel_logs") == (200, "1\n")
+    # what looks like a second statement inside a string is data
+    assert _ask(gateway, "SELECT 'a; DROP TABLE otel_logs'") == (200, "a; DROP TABLE otel_logs\n")
+
+
+def test_query_endpoint_database_parameter_is_an_identifier(gateway: Gateway) -> None:
+    code, text = _ask(gateway, "SELECT 1", database="default`; DROP TABLE otel_logs; --")
+    assert code == 400 and "invalid database name" in text
+    assert _ask(gateway, "SELECT currentDatabase()", database="default") == (200, "default\n")
+
+
+def test_query_endpoint_non_ascii_credentials_are_refused_not_a_crash() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from exporters.clickhouse.config import QueryEndpoint
+    from exporters.clickhouse.query_http import QueryServer
+
+    server = QueryServer(None, QueryEndpoint(username="admin", password="pässword"),  # type: ignore[arg-type]
+                         "default")
+    good = base64.b64encode("admin:pässword".encode()).decode()
+    bad = base64.b64encode("ädmin:x".encode()).decode()
+    assert server._authorized(make_mocked_request("GET", "/", headers={
+        "Authorization": f"Basic {good}"}))
+    assert not server._authorized(make_mocked_request("GET", "/", headers={
+        "Authorization": f"Basic {bad}"}))
+    assert not server._authorized(make_mocked_request("GET", "/", headers={
+        "X-ClickHouse-User": "ädmin", "X-ClickHouse-Key": "ü"}))

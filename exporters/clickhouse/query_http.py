@@ -3,7 +3,10 @@
 The subset that curl, clickhouse-connect and Grafana's ClickHouse data source use: `GET/POST /`
 with the query in the `query` parameter and/or the body, `FORMAT` in the query or
 `default_format`, `database`, credentials by basic auth, `X-ClickHouse-User/Key` headers or
-`user`/`password` parameters, and `/ping`. Only reading statements run; the store is the gateway's.
+`user`/`password` parameters, and `/ping`. Only reading statements run; the store is the gateway's:
+one statement per request, checked to be a read, then run on a connection with ClickHouse's
+`readonly=1` (no writes, DDL, settings changes, file()/url()), and INTO OUTFILE refused (readonly
+does not stop it in chDB).
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from gateway.endpoints import split_host_port
 
 log = logging.getLogger(__name__)
 
+# A single-quoted string, a double-quoted or backquoted identifier, or a comment: what may
+# contain `;` or words without meaning anything.
+_LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`"
+                      r"|--[^\n]*|/\*.*?\*/", re.DOTALL)
+_OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+_DATABASE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 _READING = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|"
                       r"EXISTS|EXPLAIN)\b", re.IGNORECASE | re.DOTALL)
 
@@ -63,7 +72,9 @@ class QueryServer:
                 user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
             except ValueError:
                 return False
-        return hmac.compare_digest(user, want_user) and hmac.compare_digest(password, want_pass)
+        # bytes: compare_digest refuses non-ASCII str
+        return (hmac.compare_digest(user.encode(), want_user.encode())
+                & hmac.compare_digest(password.encode(), want_pass.encode()))
 
     async def _query(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST"):
@@ -74,13 +85,20 @@ class QueryServer:
         sql = " ".join(p for p in (request.query.get("query", ""), body) if p.strip()).strip()
         if not sql:
             return _error(400, "empty query: pass it in the 'query' parameter or the body", 62)
-        if not _READING.match(sql):
+        sql = sql.rstrip().rstrip(";")
+        bare = _LITERAL.sub(" ", sql)
+        if ";" in bare:
+            return _error(400, "multi-statements are not allowed: send one query per request",
+                          code=62)
+        if not _READING.match(sql) or _OUTFILE.search(bare):
             return _error(403, "this endpoint is read-only: only SELECT, WITH, SHOW, DESCRIBE, "
-                               "EXISTS and EXPLAIN run here", code=164)
+                               "EXISTS and EXPLAIN run here, without INTO OUTFILE", code=164)
         fmt = request.query.get("default_format", "TabSeparated")
         database = request.query.get("database") or self.database
+        if not _DATABASE.match(database):
+            return _error(400, f"invalid database name {database[:64]!r}", code=81)
         try:
-            data = await asyncio.to_thread(self._run, sql.rstrip().rstrip(";"), fmt, database)
+            data = await asyncio.to_thread(self._run, sql, fmt, database)
         except EngineError as exc:
             code = code_of(str(exc)) or 1000
             return _error(404 if code in (60, 81) else 400, str(exc), code)
@@ -88,10 +106,7 @@ class QueryServer:
                             headers={"X-ClickHouse-Format": fmt})
 
     def _run(self, sql: str, fmt: str, database: str) -> bytes:
-        query = getattr(self.engine, "query_in", None)
-        if query is not None:
-            return bytes(query(database, sql, fmt))
-        return self.engine.query(sql, fmt)
+        return bytes(self.engine.query_in(database, sql, fmt, readonly=True))  # type: ignore[attr-defined]
 
 
 def _error(status: int, message: str, code: int = 0) -> web.Response:

@@ -29,6 +29,11 @@ def _settings_clause(settings: Settings | None) -> str:
     return " SETTINGS " + ", ".join(parts)
 
 
+def quote_identifier(name: str) -> str:
+    """A ClickHouse identifier in backquotes, with backquotes and backslashes escaped."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def _error(exc: Exception) -> EngineError:
     message = str(exc)
     code = code_of(message)
@@ -57,6 +62,8 @@ class EmbeddedEngine(Engine):
         self._reader = chdb.connect(self.path)
         self._reader_lock = threading.Lock()
         self._all.append(self._reader)
+        self._guest: object | None = None  # read-only connection for the query endpoint
+        self._guest_lock = threading.Lock()
 
     def command(self, sql: str) -> None:
         self.query(sql, "TSV")
@@ -80,15 +87,29 @@ class EmbeddedEngine(Engine):
                 raise _error(exc) from None
         return bytes(result.bytes()) if result is not None else b""
 
-    def query_in(self, database: str, sql: str, fmt: str) -> bytes:
-        """A query with `database` as the current database (set on every call, so each query sees its own)."""
-        with self._reader_lock:
+    def query_in(self, database: str, sql: str, fmt: str, readonly: bool = False) -> bytes:
+        """A query with `database` as the current database (set on every call, so each query
+        sees its own). `readonly` runs it on a connection with ClickHouse's readonly=1: no
+        writes, no DDL, no file()/url() table functions, no settings changes."""
+        conn, lock = self._reader, self._reader_lock
+        if readonly:
+            conn, lock = self._guest_connection(), self._guest_lock
+        with lock:
             try:
-                self._reader.query(f"USE `{database.replace('`', '')}`", "TSV")  # type: ignore[attr-defined]
-                result = self._reader.query(sql, fmt)  # type: ignore[attr-defined]
+                conn.query(f"USE {quote_identifier(database)}", "TSV")  # type: ignore[attr-defined]
+                result = conn.query(sql, fmt)  # type: ignore[attr-defined]
             except Exception as exc:
                 raise _error(exc) from None
         return bytes(result.bytes()) if result is not None else b""
+
+    def _guest_connection(self) -> object:
+        with self._guest_lock:
+            if self._guest is None:
+                conn = self._chdb.connect(self.path)
+                conn.query("SET readonly = 1", "TSV")  # type: ignore[attr-defined]
+                self._all.append(conn)
+                self._guest = conn
+            return self._guest
 
     def close(self) -> None:
         for conn in self._all:

@@ -167,9 +167,9 @@ class ServerEngine(Engine):
         except Exception as exc:
             raise _error(exc) from None
 
-    def query_in(self, database: str, sql: str, fmt: str) -> bytes:
+    def query_in(self, database: str, sql: str, fmt: str, readonly: bool = False) -> bytes:
         """A query with `database` as the current database (the query endpoint's reads)."""
-        return self.query(sql, fmt, {"database": database})
+        return self.query(sql, fmt, {"database": database, **({"readonly": 1} if readonly else {})})
 
     def close(self) -> None:
         with self._lock:
