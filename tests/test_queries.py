@@ -159,9 +159,11 @@ def _ask(gateway: Gateway, sql: str, **params: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("sql, status, words", [
     ("SELECT 1; DROP TABLE otel_logs", 400, "multi-statements are not allowed"),
-    ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 400, "readonly mode"),
-    ("SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", 400, "readonly mode"),
+    ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 403, "file() is not allowed"),
+    ("SELECT * FROM URL ('http://127.0.0.1:1/', 'LineAsString')", 403, "URL() is not allowed"),
+    ("SELECT * FROM remote('127.0.0.1:1', system.one)", 403, "remote() is not allowed"),
     ("SELECT 1 SETTINGS readonly = 0", 400, "readonly"),
+    ("INSERT INTO otel_logs (Body) SELECT 'x'", 403, "read-only"),
     ("SELECT 1 INTO OUTFILE '{outfile}'", 403, "without INTO OUTFILE"),
     ("WITH 1 AS x SELECT x; INSERT INTO otel_logs (Body) VALUES ('x')", 400, "multi-statements"),
 ])
@@ -174,6 +176,9 @@ def test_query_endpoint_cannot_write_or_read_files(gateway: Gateway, tmp_path: P
     assert _ask(gateway, "EXISTS TABLE otel_logs") == (200, "1\n")
     # what looks like a second statement inside a string is data
     assert _ask(gateway, "SELECT 'a; DROP TABLE otel_logs'") == (200, "a; DROP TABLE otel_logs\n")
+    # format settings are reads too
+    assert _ask(gateway, "SELECT 1 SETTINGS output_format_json_quote_64bit_integers = 0") == (
+        200, "1\n")
 
 
 def test_query_endpoint_database_parameter_is_an_identifier(gateway: Gateway) -> None:

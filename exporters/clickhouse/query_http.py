@@ -5,8 +5,9 @@ with the query in the `query` parameter and/or the body, `FORMAT` in the query o
 `default_format`, `database`, credentials by basic auth, `X-ClickHouse-User/Key` headers or
 `user`/`password` parameters, and `/ping`. Only reading statements run; the store is the gateway's:
 one statement per request, checked to be a read, then run on a connection with ClickHouse's
-`readonly=1` (no writes, DDL, settings changes, file()/url()), and INTO OUTFILE refused (readonly
-does not stop it in chDB).
+`readonly=2` (no writes or DDL; format settings allowed, as clients send them). Table functions
+that reach files, processes or the network (file, url, s3, remote, …), which readonly=2 allows,
+and INTO OUTFILE, which chDB does not stop in readonly mode, are refused before the query runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 _LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`"
                       r"|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _OUTFILE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+_EXTERNAL = re.compile(
+    r"\b(?:file|fileCluster|url|urlCluster|s3|s3Cluster|gcs|oss|cosn|azureBlobStorage|"
+    r"azureBlobStorageCluster|hdfs|hdfsCluster|remote|remoteSecure|cluster|clusterAllReplicas|"
+    r"mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable|input|iceberg\w*|deltaLake\w*|"
+    r"hudi\w*|hive|python|arrowFlight|ytsaurus)\s*\(", re.IGNORECASE)
 _DATABASE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 _READING = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|"
                       r"EXISTS|EXPLAIN)\b", re.IGNORECASE | re.DOTALL)
@@ -93,6 +99,11 @@ class QueryServer:
         if not _READING.match(sql) or _OUTFILE.search(bare):
             return _error(403, "this endpoint is read-only: only SELECT, WITH, SHOW, DESCRIBE, "
                                "EXISTS and EXPLAIN run here, without INTO OUTFILE", code=164)
+        external = _EXTERNAL.search(bare)
+        if external:
+            return _error(403, f"table function {external.group(0).rstrip('( ')}() is not "
+                               "allowed here: this endpoint reads the gateway's tables only",
+                          code=164)
         fmt = request.query.get("default_format", "TabSeparated")
         database = request.query.get("database") or self.database
         if not _DATABASE.match(database):

@@ -89,8 +89,9 @@ class EmbeddedEngine(Engine):
 
     def query_in(self, database: str, sql: str, fmt: str, readonly: bool = False) -> bytes:
         """A query with `database` as the current database (set on every call, so each query
-        sees its own). `readonly` runs it on a connection with ClickHouse's readonly=1: no
-        writes, no DDL, no file()/url() table functions, no settings changes."""
+        sees its own). `readonly` runs it on a connection with ClickHouse's readonly=2: no
+        writes, no DDL, no change of `readonly`; format settings stay allowed (the caller
+        refuses table functions that reach files or the network: readonly=2 allows them)."""
         conn, lock = self._reader, self._reader_lock
         if readonly:
             conn, lock = self._guest_connection(), self._guest_lock
@@ -106,7 +107,7 @@ class EmbeddedEngine(Engine):
         with self._guest_lock:
             if self._guest is None:
                 conn = self._chdb.connect(self.path)
-                conn.query("SET readonly = 1", "TSV")  # type: ignore[attr-defined]
+                conn.query("SET readonly = 2", "TSV")  # type: ignore[attr-defined]
                 self._all.append(conn)
                 self._guest = conn
             return self._guest

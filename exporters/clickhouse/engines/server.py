@@ -169,7 +169,7 @@ class ServerEngine(Engine):
 
     def query_in(self, database: str, sql: str, fmt: str, readonly: bool = False) -> bytes:
         """A query with `database` as the current database (the query endpoint's reads)."""
-        return self.query(sql, fmt, {"database": database, **({"readonly": 1} if readonly else {})})
+        return self.query(sql, fmt, {"database": database, **({"readonly": 2} if readonly else {})})
 
     def close(self) -> None:
         with self._lock:
