@@ -41,6 +41,13 @@ def test_headless_locust_run_is_stored_and_reported(gateway: Gateway, tmp_path: 
     spans = sent("traces") * count_items(Signal.TRACES, payloads.traces(BATCH))
     records = sent("logs") * count_items(Signal.LOGS, payloads.logs(BATCH))
     where = f"cluster_id = '{cluster}'"
-    assert gateway.wait_count("otel_traces", spans, where) == spans
-    assert gateway.wait_count("otel_logs", records, where) == records
+    # Every success locust counted is stored; a request a user had in flight when the run
+    # ended may be stored without being counted (one per user and signal at most).
+    slack = 3
+    stored_spans = gateway.wait_count("otel_traces", spans, where)
+    assert spans <= stored_spans <= spans + slack * count_items(Signal.TRACES,
+                                                                payloads.traces(BATCH))
+    stored_records = gateway.wait_count("otel_logs", records, where)
+    assert records <= stored_records <= records + slack * count_items(Signal.LOGS,
+                                                                      payloads.logs(BATCH))
     assert gateway.wait_count("otel_metrics_sum", 1, where) >= 1

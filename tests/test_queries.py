@@ -57,6 +57,10 @@ def stored(gateway: Gateway) -> str:
     req = urllib.request.Request(f"{gateway.http_url}/v1/traces", data=body,
                                  headers={"Content-Type": "application/x-protobuf"})
     assert urllib.request.urlopen(req, timeout=30).status == 200
+    # acknowledged = in the gateway's log; the rows follow
+    spans = sum(len(ss.spans) for rs in _trace(prefix).resource_spans for ss in rs.scope_spans)
+    assert gateway.wait_count("otel_traces", spans, f"startsWith(ServiceName, '{prefix}-')") \
+        == spans
     return prefix
 
 

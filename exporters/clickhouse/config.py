@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from gateway.config.types import ComponentConfig, Duration
+from gateway.queue import config as queue_config
+from gateway.queue.config import RetrySettings
 
 
 class TableEngine(ComponentConfig):
@@ -27,19 +29,12 @@ class MetricsTables(ComponentConfig):
     exponential_histogram: MetricsTable = Field(default_factory=MetricsTable)
 
 
-class QueueSettings(ComponentConfig):
-    enabled: bool = Field(True, description="Queue batches in front of the inserts.")
-    num_consumers: int = Field(2, ge=1, le=64, description="Concurrent INSERTs.")
-    queue_size: int = Field(1000, ge=1, description="Batches that may wait for an insert slot.")
+class QueueSettings(queue_config.QueueSettings):
+    """The exporterhelper's sending queue, on disk; by default in `<path>/queue/<exporter id>`
+    (`path` counts in server mode too)."""
 
-
-class RetrySettings(ComponentConfig):
-    enabled: bool = Field(True, description="Retry inserts that failed for a transient reason.")
-    initial_interval: Duration = Field(5.0, description="Wait before the first retry.")
-    randomization_factor: float = Field(0.5, ge=0, le=1, description="Jitter of each wait.")
-    multiplier: float = Field(1.5, ge=1, description="Growth of the wait between retries.")
-    max_interval: Duration = Field(30.0, description="Longest wait between retries.")
-    max_elapsed_time: Duration = Field(300.0, description="Give up after this long (0: never).")
+    num_consumers: int = Field(2, ge=1, le=64, description=(
+        "Concurrent INSERTs (the embedded store opens as many insert connections)."))
 
 
 class QueryEndpoint(ComponentConfig):
@@ -66,13 +61,19 @@ class ClickHouseConfig(ComponentConfig):
     cluster_name: str = Field("", description="Run DDL ON CLUSTER this cluster.")
     create_schema: bool = Field(True, description="Create database and tables at start.")
     compress: str = Field("lz4", description="HTTP compression to the server ('' or 'none': off).")
-    async_insert: bool = Field(True, description="Accepted for compatibility; otelgw inserts "
-                                                 "synchronously so an acknowledgement means stored.")
+    async_insert: bool = Field(True, description="Accepted for compatibility; otelgw's INSERTs "
+                                                 "are synchronous: a batch leaves the sending "
+                                                 "queue once ClickHouse stored it.")
     connection_params: dict[str, str] = Field(default_factory=dict,
                                               description="Extra ClickHouse settings.")
     timeout: Duration = Field(30.0, description="Timeout of one INSERT.")
-    sending_queue: QueueSettings = Field(default_factory=QueueSettings)
-    retry_on_failure: RetrySettings = Field(default_factory=RetrySettings)
+    sending_queue: QueueSettings = Field(default_factory=QueueSettings, description=(
+        "A request is acknowledged once its batch is in this write-ahead log on disk "
+        "(`<path>/queue/<exporter id>` unless `directory` or `storage` says otherwise); "
+        "consumers insert it and it leaves the log once ClickHouse stored it."))
+    retry_on_failure: RetrySettings = Field(default_factory=RetrySettings, description=(
+        "Backoff of failed INSERTs (every attempt carries the batch's "
+        "insert_deduplication_token, so a retry of an insert that landed is stored once)."))
     query_endpoint: QueryEndpoint = Field(default_factory=QueryEndpoint)
 
     @field_validator("endpoint")

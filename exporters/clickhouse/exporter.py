@@ -1,17 +1,26 @@
 """The ClickHouse exporter: hands each batch's serialized OTLP request to ClickHouse.
 
-consume(payload) returns once ClickHouse has stored the batch, so an acknowledgement upstream
-means the data is in the tables. Transient failures are retried with backoff inside the
-`retry_on_failure` budget, then surface as RetryableError (the client retries); ClickHouse
-refusing the data itself surfaces as PermanentError.
+With `sending_queue` on (the default) consume() returns once the batch is in the exporter's
+write-ahead log on disk (gateway/queue): consumers insert it, retry transient failures and drop
+it from the log only once ClickHouse stored it; a batch ClickHouse refuses as invalid goes to the
+dead-letter directory. With the queue off consume() returns once ClickHouse has stored the batch:
+transient failures are retried inside the `retry_on_failure` budget, then surface as
+RetryableError (the client retries); ClickHouse refusing the data itself surfaces as
+PermanentError.
+
+Every INSERT carries an `insert_deduplication_token`: the batch's id, the same for every attempt
+(kept in the log across restarts), and the tables keep a deduplication window
+(schema.DEDUP_WINDOW), so a retry of an insert that did land (a timeout, a crash before the log
+recorded it) is stored once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from exporters.clickhouse import schema
@@ -19,8 +28,10 @@ from exporters.clickhouse.config import ClickHouseConfig
 from exporters.clickhouse.engines import Engine, EngineError
 from exporters.clickhouse.ingest import IngestPlan, plan, schema_ddl
 from gateway.component import ComponentID, Host
-from gateway.errors import PermanentError, RetryableError
+from gateway.errors import ConfigError, PermanentError, RetryableError
 from gateway.payload import Payload
+from gateway.queue.backoff import Backoff
+from gateway.queue.durable import Batch, DurableQueue
 from gateway.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,35 @@ def open_engine(cfg: ClickHouseConfig) -> Engine:
     return EmbeddedEngine(cfg.path, insert_connections=cfg.sending_queue.num_consumers)
 
 
+def new_token() -> str:
+    """The id of a batch sent without the queue, for all its attempts (as the queue's records)."""
+    return os.urandom(16).hex()
+
+
+def queue_directory(cid: ComponentID, cfg: ClickHouseConfig, host: Host) -> Path:
+    """Where the sending queue lives: a storage extension's directory, `directory`, or by
+    default `<path>/queue/<exporter id>`."""
+    q = cfg.sending_queue
+    if q.storage:
+        sid = ComponentID.parse(q.storage)
+        ext = host.extensions.get(sid)
+        if ext is None:
+            raise ConfigError([f"exporters::{cid}::sending_queue::storage: extension {sid} is "
+                               "not configured (add it under extensions and service::"
+                               "extensions)"])
+        if not hasattr(ext, "directory_for"):
+            raise ConfigError([f"exporters::{cid}::sending_queue::storage: extension {sid} is "
+                               "not a storage extension (use file_storage)"])
+        return Path(ext.directory_for("exporter", cid))
+    if q.directory:
+        return Path(q.directory)
+    return Path(cfg.path) / "queue" / str(cid).replace("/", "_")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class ClickHouseExporter:
     def __init__(self, cid: ComponentID, cfg: ClickHouseConfig) -> None:
         self.id = cid
@@ -50,6 +90,7 @@ class ClickHouseExporter:
         self.options = schema_options(cfg)
         self.engine: Engine | None = None
         self.plans: dict[Signal, IngestPlan] = {s: plan(s, self.options) for s in Signal}
+        self.queue: DurableQueue | None = None
         self._slots = asyncio.Semaphore(cfg.sending_queue.num_consumers)
         self._query_server: Any = None
         self._telemetry: Any = None
@@ -57,31 +98,62 @@ class ClickHouseExporter:
 
     async def start(self, host: Host) -> None:
         self._telemetry = host.telemetry
+        directory = queue_directory(self.id, self.cfg, host) if self.cfg.sending_queue.enabled \
+            else None
         self.engine = await asyncio.to_thread(open_engine, self.cfg)
         # the endpoint may carry credentials (http://user:password@host:8123): never logged
         where = getattr(self.engine, "endpoint", "") or f"embedded store at {self.cfg.path}"
-        if self.cfg.create_schema:
-            try:
+        try:
+            if self.cfg.create_schema:
                 for stmt in schema_ddl(self.options):
                     await asyncio.to_thread(self.engine.command, stmt)
-            except BaseException:
-                engine, self.engine = self.engine, None
-                await asyncio.to_thread(engine.close)
-                raise
-        elif self.cfg.endpoint:
-            where += " (connects on the first insert: create_schema is false)"
-        log.info("exporter %s writes to %s (database %s)", self.id, where, self.cfg.database)
-        if self.cfg.query_endpoint.enabled:
-            from exporters.clickhouse.query_http import QueryServer
+                await self._check_deduplication()
+            elif self.cfg.endpoint:
+                where += " (connects on the first insert: create_schema is false)"
+            if directory is not None:
+                self.queue = DurableQueue(str(self.id), directory, self.cfg.sending_queue,
+                                          self.cfg.retry_on_failure, self._export, host.telemetry)
+                await self.queue.start()
+            log.info("exporter %s writes to %s (database %s)%s", self.id, where,
+                     self.cfg.database,
+                     f", sending queue at {directory} (fsync: {self.cfg.sending_queue.fsync.value})"
+                     if directory is not None else ", no sending queue")
+            if self.cfg.query_endpoint.enabled:
+                from exporters.clickhouse.query_http import QueryServer
 
-            self._query_server = QueryServer(self.engine, self.cfg.query_endpoint,
-                                             self.cfg.database)
-            await self._query_server.start()
+                self._query_server = QueryServer(self.engine, self.cfg.query_endpoint,
+                                                 self.cfg.database)
+                await self._query_server.start()
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _check_deduplication(self) -> None:
+        """Tables created before otelgw set a deduplication window keep none: say so once."""
+        assert self.engine is not None
+        names = ", ".join(_literal(self.options.name(t.key)) for t in schema.DEDUPLICATED)
+        sql = (f"SELECT name FROM system.tables WHERE database = {_literal(self.cfg.database)} AND "
+               f"name IN ({names}) AND engine IN ('MergeTree', 'ReplacingMergeTree') AND NOT "
+               "match(engine_full, 'non_replicated_deduplication_window = [1-9]') FORMAT TSV")
+        try:
+            out = await asyncio.to_thread(self.engine.query, sql, "TSV")
+        except EngineError as exc:
+            log.debug("cannot check the deduplication window: %s", exc)
+            return
+        tables = out.decode().split()
+        if tables:
+            log.warning("exporter %s: tables %s keep no deduplication window, so a retried "
+                        "insert can be stored twice; fix with ALTER TABLE … MODIFY SETTING "
+                        "non_replicated_deduplication_window = %d", self.id, ", ".join(tables),
+                        schema.DEDUP_WINDOW)
 
     async def shutdown(self) -> None:
         self._stopping = True
         if self._query_server is not None:
             await self._query_server.stop()
+            self._query_server = None
+        if self.queue is not None:
+            await self.queue.shutdown()
         if self.engine is not None:
             # wait for inserts in flight before closing the store
             for _ in range(self.cfg.sending_queue.num_consumers):
@@ -91,6 +163,9 @@ class ClickHouseExporter:
 
     async def consume(self, payload: Payload) -> None:
         if payload.items == 0:
+            return
+        if self.queue is not None:
+            await self.queue.put(payload.signal, payload.items, payload.raw)
             return
         data = payload.raw
         item = payload.signal.item_name
@@ -102,35 +177,46 @@ class ClickHouseExporter:
             raise
         self._telemetry.exporter_sent[item].labels(**labels).inc(payload.items)
 
+    async def _export(self, batch: Batch) -> None:
+        """One attempt for the queue: PermanentError when ClickHouse refuses the data."""
+        try:
+            await self._insert(batch.signal, batch.data, batch.token)
+        except EngineError as exc:
+            if not exc.retryable:
+                raise PermanentError(f"ClickHouse rejected the {batch.signal.value}: {exc}") \
+                    from None
+            raise
+
     async def _insert_with_retry(self, signal: Signal, data: bytes) -> None:
         retry = self.cfg.retry_on_failure
+        token = new_token()
         started = time.monotonic()
-        interval = retry.initial_interval
+        backoff = Backoff(retry)
         while True:
             try:
-                await self._insert(signal, data)
+                await self._insert(signal, data, token)
                 return
             except EngineError as exc:
                 if not exc.retryable:
                     raise PermanentError(f"ClickHouse rejected the {signal.value}: {exc}") from None
+                wait = backoff.next()
                 elapsed = time.monotonic() - started
                 budget = retry.max_elapsed_time or float("inf")
-                if not retry.enabled or self._stopping or elapsed + interval > budget:
+                if not retry.enabled or self._stopping or elapsed + wait > budget:
                     raise RetryableError(f"ClickHouse insert failed: {exc}",
-                                         retry_after=interval) from None
-                wait = interval * (1 + retry.randomization_factor * (2 * random.random() - 1))
+                                         retry_after=backoff.interval) from None
                 log.warning("insert of %s failed, retrying in %.1fs: %s", signal.value, wait, exc)
                 await asyncio.sleep(wait)
-                interval = min(interval * retry.multiplier, retry.max_interval)
 
-    async def _insert(self, signal: Signal, data: bytes) -> None:
+    async def _insert(self, signal: Signal, data: bytes, token: str) -> None:
         if self.engine is None:
             raise EngineError("exporter is not started", retryable=True)
         p = self.plans[signal]
+        settings = {**p.settings, "insert_deduplication_token": token}
         async with self._slots:
             started = time.perf_counter()
             await asyncio.to_thread(self.engine.insert, p.insert_sql, data, "ProtobufSingle",
-                                    p.settings)
+                                    settings)
         t = self._telemetry
         t.insert_duration.labels(str(self.id), signal.value).observe(time.perf_counter() - started)
         t.insert_bytes.labels(str(self.id), signal.value).inc(len(data))

@@ -104,6 +104,9 @@ def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
         "input_format_protobuf_oneof_presence": 1,
         # the five metrics views run side by side
         "parallel_view_processing": 1,
+        # a retried INSERT (same insert_deduplication_token) is dropped by every table the views
+        # write, not only by the first (older servers default this to 0)
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
     return IngestPlan(signal, ingest, ddl, f"INSERT INTO {ingest}", settings)
 

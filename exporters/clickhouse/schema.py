@@ -10,6 +10,9 @@ Added on top, after the contrib columns so `SELECT *` and positional readers see
 - correlation columns (`cluster_id`, `pod_name`, `node_name`; `instance` on metrics), MATERIALIZED
   from ResourceAttributes, so ClickHouse fills them and no writer can forget them;
 - the `k8s_events` table;
+- `non_replicated_deduplication_window` in every table's SETTINGS (plain MergeTree keeps no
+  window by default), so a retried INSERT with the same `insert_deduplication_token` is stored
+  once (Replicated engines ignore it: they have their own window);
 - per signal a Null-engine ingest table that takes the raw OTLP request (ProtobufSingle) and
   materialized views that flatten it into the tables (see flatten.py). Their names carry a hash
   of their definition, so a new otelgw version creates its own and never alters a running one's.
@@ -49,6 +52,11 @@ class Table:
     primary_key: str = ""
     settings: str = "index_granularity=8192, ttl_only_drop_parts = 1"
     extra: list[Column] = field(default_factory=list)  # otelgw additions
+
+
+# Inserts (blocks per partition) whose tokens a table remembers. A retry comes at most a queue's
+# worth of inserts after the original (the sending queue's default is 1000 batches).
+DEDUP_WINDOW = 1000
 
 
 def _idx(name: str, expr: str, kind: str = "bloom_filter(0.01)") -> str:
@@ -192,6 +200,7 @@ METRICS_SUMMARY = _metrics("summary", [
 
 METRIC_TABLES = [METRICS_GAUGE, METRICS_SUM, METRICS_HISTOGRAM, METRICS_EXP_HISTOGRAM,
                  METRICS_SUMMARY]
+DEDUPLICATED = [TRACES, TRACE_ID_TS, LOGS, *METRIC_TABLES]  # what the OTLP inserts write
 
 K8S_EVENTS = Table(
     key="k8s_events",
@@ -267,7 +276,7 @@ def create_table(t: Table, o: SchemaOptions, ttl_seconds: float | None = None) -
     clauses.append(f"ORDER BY {t.order_by}")
     if ttl:
         clauses.append(ttl)
-    clauses.append(f"SETTINGS {t.settings}")
+    clauses.append(f"SETTINGS {t.settings}, non_replicated_deduplication_window = {DEDUP_WINDOW}")
     head = " ".join(p for p in (f"CREATE TABLE IF NOT EXISTS {o.qualified(t.key)}", o.on_cluster)
                     if p)
     return f"{head} (\n    {body}\n)\n" + "\n".join(clauses)

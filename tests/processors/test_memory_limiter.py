@@ -653,6 +653,9 @@ def test_every_acknowledged_request_is_stored_and_no_refused_one(flood: FloodRes
     for table, per_request, acked, refused in (
             ("otel_traces", SPANS, acked_http, refused_http),
             ("otel_logs", RECORDS, acked_grpc, refused_grpc)):
+        # acknowledged = in the gateway's log; wait (bounded) for the queue to reach the table
+        flood.gw.wait_count(table, per_request * len(acked), "ResourceAttributes["
+                            "'flood.request'] != ''", timeout=120)
         rows = flood.gw.rows(
             "SELECT ResourceAttributes['flood.request'] AS rid, count() AS n "
             f"FROM {table} WHERE rid != '' GROUP BY rid")
@@ -703,7 +706,8 @@ def test_ingestion_resumes_by_itself_after_the_flood(flood: FloodResult) -> None
             f"{flood.soft_mib} MiB): {statuses}")
         time.sleep(0.5)
     assert statuses[-1] == 200
-    assert gw.count("otel_traces", "ResourceAttributes['flood.request'] = 'after'") == SPANS
+    assert gw.wait_count("otel_traces", SPANS,
+                         "ResourceAttributes['flood.request'] = 'after'") == SPANS
     # the probe itself may start a short episode: wait (bounded) for the log to settle
     deadline = time.monotonic() + 15
     while True:

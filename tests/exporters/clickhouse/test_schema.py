@@ -64,7 +64,9 @@ EXP_HISTOGRAM = [*METRIC_HEAD, *COUNT_SUM, ("Scale", "Int32", Z), ("ZeroCount", 
 SUMMARY = [*METRIC_HEAD, *COUNT_SUM, ("ValueAtQuantiles.Quantile", "Array(Float64)", Z),
            ("ValueAtQuantiles.Value", "Array(Float64)", Z), ("Flags", "UInt32", Z)]
 
-SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
+# otelgw adds a deduplication window (retried inserts are stored once); the rest is contrib's
+SETTINGS = ("SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, "
+            "non_replicated_deduplication_window = 1000")
 METRICS_ENGINE = ("MergeTree PARTITION BY toDate(TimeUnix) ORDER BY (ServiceName, MetricName, "
                   f"Attributes, toUnixTimestamp64Nano(TimeUnix)) {SETTINGS}")
 BF = "bloom_filter(0.01)"

@@ -195,8 +195,13 @@ def test_sdk_grpc_exporter(server_gateway: Gateway, chserver: ChServer) -> None:
         with tracer.start_as_current_span("SELECT carts", kind=SpanKind.CLIENT):
             pass
     provider.shutdown()
-    rows = chserver.rows("SELECT SpanName, SpanKind, TraceId, ParentSpanId FROM otel_traces "
-                         f"WHERE ServiceName = '{service}' ORDER BY SpanName", "otel_lz4")
+    deadline = time.monotonic() + 30  # acknowledged = in the gateway's log; the rows follow
+    while True:
+        rows = chserver.rows("SELECT SpanName, SpanKind, TraceId, ParentSpanId FROM otel_traces "
+                             f"WHERE ServiceName = '{service}' ORDER BY SpanName", "otel_lz4")
+        if len(rows) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     trace_id = format(parent.get_span_context().trace_id, "032x")
     assert [(r["SpanName"], r["SpanKind"], r["TraceId"]) for r in rows] == [
         ("GET /cart", "Server", trace_id), ("SELECT carts", "Client", trace_id)]
@@ -234,7 +239,8 @@ def test_server_down_at_start(tmp_path: Path, gateways: Gateways) -> None:
     database = "otel_late"
     gw = gateways.make("late", endpoint=f"http://127.0.0.1:{port}", username=USER,
                        password=SECRET, database=database, create_schema=False,
-                       compress="lz4", retry_on_failure={"enabled": False}).start()
+                       compress="lz4", retry_on_failure={"enabled": False},
+                       sending_queue={"enabled": False}).start()
     run = f"late-{uuid.uuid4().hex[:6]}"
     body = payloads.traces(SEED, run).SerializeToString()
     status, headers, _ = _post(gw, "traces", body)

@@ -107,6 +107,7 @@ def _cumulative(bounds: list[float], values: list[float]) -> list[int]:
 
 
 def _bounds(gw: Gateway, name: str) -> list[float]:
+    gw.wait_count("otel_metrics_histogram", 1, f"MetricName = '{name}'")  # ack = in the log
     (row,) = gw.rows(f"SELECT ExplicitBounds FROM otel_metrics_histogram "
                      f"WHERE MetricName = '{name}' LIMIT 1")
     return [float(b) for b in row["ExplicitBounds"]]
@@ -158,6 +159,8 @@ def test_target_info_carries_the_other_resource_attributes(stack: tuple[Gateway,
 def test_clickhouse_has_the_same_data(stack: tuple[Gateway, str]) -> None:
     gw, _ = stack
     assert gw.wait_count("otel_metrics_sum", 5) >= 5
+    gw.wait_count("otel_metrics_sum", 2, "ServiceName = 'batcher' AND MetricName = 'jobs' "
+                  "AND AggregationTemporality = 1")
     sums = {(r["MetricName"], r["Attributes"].get("region", "")): r for r in gw.rows(
         "SELECT MetricName, Attributes, Value, AggregationTemporality FROM otel_metrics_sum "
         "WHERE ServiceName = 'checkout' ORDER BY TimeUnix")}

@@ -1,0 +1,3 @@
+"""Sending queues for exporters: a write-ahead log on disk (wal), the queue that exports from it
+with retries and a dead-letter directory (durable), and their Collector-compatible settings
+(config: `sending_queue`, `retry_on_failure`)."""

@@ -1,0 +1,330 @@
+"""A durable sending queue: batches go into a write-ahead log on disk, `num_consumers` tasks
+export them with retries, and a batch leaves the log only once it was exported (or set aside in
+the dead-letter directory).
+
+`put()` returns once the batch is in the log (per the fsync policy): that is the acknowledgement
+a receiver gives its client. At the capacity it raises RefusedError (HTTP 429 / gRPC
+RESOURCE_EXHAUSTED with a retry delay) or, with `block_on_overflow`, waits for room.
+
+The export function is the exporter's: it raises PermanentError when the destination refuses the
+data itself (the batch goes to the dead-letter directory at once) and anything else for a failure
+worth retrying. Transient failures are retried with backoff for as long as the destination fails
+for every batch: an outage only fills the queue (and then refuses clients), it never drops data.
+A batch that keeps failing while other batches go through is the problem itself: after
+`max_elapsed_time` it goes to the dead-letter directory too.
+
+Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
+leaves the rest in the log for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from gateway.errors import PermanentError, RefusedError, RetryableError
+from gateway.queue.backoff import Backoff
+from gateway.queue.config import Fsync, QueueSettings, RetrySettings
+from gateway.queue.deadletter import DeadLetters
+from gateway.queue.wal import (
+    MAX_PAYLOAD,
+    CorruptRecordError,
+    QueueLockedError,
+    Record,
+    WriteAheadLog,
+)
+from gateway.signals import Signal
+
+log = logging.getLogger(__name__)
+
+# the signal of a record, as stored on disk: never renumber
+KIND = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
+SIGNAL = {v: k for k, v in KIND.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    signal: Signal
+    items: int
+    data: bytes   # the serialized Export*ServiceRequest
+    token: str    # the same for every attempt, across restarts: the deduplication token
+
+
+Export = Callable[[Batch], Awaitable[None]]
+
+
+class DurableQueue:
+    def __init__(self, owner: str, directory: Path, cfg: QueueSettings, retry: RetrySettings,
+                 export: Export, telemetry: Any = None, segment_bytes: int | None = None) -> None:
+        self.owner = owner
+        self.directory = directory
+        self.cfg = cfg
+        self.retry = retry
+        self._export = export
+        self._t = telemetry
+        kwargs = {"segment_bytes": segment_bytes} if segment_bytes else {}
+        self.wal = WriteAheadLog(directory, cfg.fsync, on_durable=self._ready_put, **kwargs)
+        self.dead_letters = DeadLetters(directory / "dead_letter", cfg.fsync is not Fsync.NEVER)
+        self.used = 0                  # in sizer units: what counts against queue_size
+        self.batches = 0
+        self._ready: asyncio.Queue[Record] = asyncio.Queue()
+        self._room = asyncio.Event()   # replaced after each wake-up
+        self._progress = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._accepting = False
+        self._consumers: list[asyncio.Task[None]] = []
+        self._idle: set[asyncio.Task[None]] = set()
+        self._last_success = 0.0
+        self._labels = {"exporter": owner}
+        self._bytes_gauge: Gauge | None = None
+        self._dead: Counter | None = None
+        self._dead_items: Counter | None = None
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        try:
+            pending = await asyncio.to_thread(self.wal.open)
+        except QueueLockedError:
+            raise
+        except OSError as exc:
+            raise OSError(f"exporter {self.owner}: cannot open its sending queue in "
+                          f"{self.directory}: {exc} (see sending_queue.directory / storage)") \
+                from exc
+        for rec in pending:
+            self._count(rec, +1)
+            self._ready.put_nowait(rec)
+        if self._t is not None:
+            self._bytes_gauge = self._t.metric(
+                Gauge, "otelgw_exporter_queue_bytes",
+                "Bytes on disk of the exporter's sending queue (write-ahead log)", ["exporter"])
+            self._dead = self._t.metric(
+                Counter, "otelgw_exporter_dead_lettered_batches",
+                "Batches the exporter set aside in its dead-letter directory",
+                ["exporter", "data_type"])
+            self._dead_items = self._t.metric(
+                Counter, "otelgw_exporter_dead_lettered_items",
+                "Spans, data points and log records the exporter set aside in its dead-letter "
+                "directory", ["exporter", "data_type"])
+            self._t.exporter_queue_capacity.labels(**self._labels).set(self.cfg.queue_size)
+        self._gauges()
+        if pending:
+            items = sum(r.items for r in pending)
+            log.info("exporter %s: %d batches (%d items) in the queue at %s from before the "
+                     "last stop are being sent", self.owner, len(pending), items, self.directory)
+        self._accepting = True
+        loop = asyncio.get_running_loop()
+        self._consumers = [loop.create_task(self._consume(), name=f"{self.owner}-consumer-{i}")
+                           for i in range(self.cfg.num_consumers)]
+
+    async def shutdown(self) -> None:
+        """Stops taking batches, exports what is queued for up to `drain_timeout`, then stops;
+        what is left stays on disk."""
+        if not self.wal.is_open:  # never started, or already stopped
+            return
+        self._accepting = False
+        self._wake_room()  # writers blocked on a full queue give up
+        await self.wal.flushed()
+        deadline = time.monotonic() + self.cfg.drain_timeout
+        while self.batches and time.monotonic() < deadline:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+        self._closing.set()
+        for task in list(self._idle):
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        self._consumers = []
+        await self.wal.close()
+        self._gauges()
+        if self.batches:
+            log.warning("exporter %s: %d batches stay in the queue at %s (not sent within "
+                        "drain_timeout %gs); they are sent after the next start", self.owner,
+                        self.batches, self.directory, self.cfg.drain_timeout)
+
+    # -- producing
+
+    async def put(self, signal: Signal, items: int, data: bytes) -> None:
+        """Returns once the batch is in the log; RefusedError at the capacity."""
+        if len(data) > MAX_PAYLOAD:
+            raise PermanentError(f"a batch of {len(data)} bytes is larger than the sending queue "
+                                 f"takes ({MAX_PAYLOAD} bytes); lower the batch size")
+        cost = self._cost(items, len(data))
+        await self._reserve(cost, signal, items)
+        self.batches += 1
+        fut = self.wal.submit(KIND[signal], items, data)
+        fut.add_done_callback(lambda f: self._unreserve(f, cost))
+        try:
+            await asyncio.shield(fut)
+        except OSError as exc:
+            raise RetryableError(f"cannot write the sending queue: {exc}") from None
+        self._gauges()
+
+    def _cost(self, items: int, size: int) -> int:
+        return {"requests": 1, "items": items, "bytes": size}[self.cfg.sizer]
+
+    async def _reserve(self, cost: int, signal: Signal, items: int) -> None:
+        while True:
+            if not self._accepting:
+                raise RetryableError("the exporter is shutting down", retry_after=1.0)
+            if self.used == 0 or self.used + cost <= self.cfg.queue_size:
+                self.used += cost
+                return
+            if not self.cfg.block_on_overflow:
+                if self._t is not None:
+                    self._t.exporter_enqueue_failed[signal.item_name].labels(
+                        **self._labels).inc(items)
+                # room comes soon while exports succeed; in an outage, not before a retry
+                healthy = self._last_success > time.monotonic() - 10
+                raise RefusedError("sending queue is full", retry_after=1.0 if healthy else
+                                   max(1.0, self.retry.initial_interval))
+            await self._room.wait()
+
+    def _unreserve(self, fut: asyncio.Future[Record], cost: int) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.used -= cost
+            self.batches -= 1
+            self._wake_room()
+            self._gauges()
+
+    def _wake_room(self) -> None:
+        room, self._room = self._room, asyncio.Event()
+        room.set()
+
+    def _ready_put(self, rec: Record) -> None:
+        self._ready.put_nowait(rec)
+
+    def _count(self, rec: Record, sign: int) -> None:
+        self.used += sign * self._cost(rec.items, rec.size)
+        self.batches += sign
+
+    # -- consuming
+
+    async def _consume(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        while not self._closing.is_set():
+            self._idle.add(task)
+            try:
+                rec = await self._ready.get()
+            finally:
+                self._idle.discard(task)
+            if self._closing.is_set():
+                return  # stays in the log
+            try:
+                await self._deliver(rec)
+            except Exception:  # a bug must not stop the consumer; the record stays on disk
+                log.exception("exporter %s: consumer failed on a queued batch", self.owner)
+
+    async def _deliver(self, rec: Record) -> None:
+        signal = SIGNAL.get(rec.kind)
+        try:
+            data = await asyncio.to_thread(self.wal.read, rec)
+        except (CorruptRecordError, OSError) as exc:
+            await self._dead_letter(rec, signal, b"", f"the queued batch cannot be read: {exc}")
+            return
+        if signal is None:
+            await self._dead_letter(rec, None, data, f"unknown signal kind {rec.kind}")
+            return
+        batch = Batch(signal, rec.items, data, rec.token.hex())
+        backoff = Backoff(self.retry)
+        first = time.monotonic()
+        warned = False
+        while True:
+            try:
+                await self._export(batch)
+            except PermanentError as exc:
+                await self._dead_letter(rec, signal, data, str(exc))
+                return
+            except Exception as exc:
+                if self._closing.is_set():
+                    return
+                elapsed = time.monotonic() - first
+                reason = self._give_up(first, elapsed, exc)
+                if reason:
+                    await self._dead_letter(rec, signal, data, reason)
+                    return
+                if self.retry.max_elapsed_time and elapsed >= self.retry.max_elapsed_time \
+                        and not warned:
+                    warned = True
+                    log.error("exporter %s: a batch of %d %s still fails after %.0fs while "
+                              "every export fails; it stays queued: %s", self.owner, rec.items,
+                              signal.item_name, elapsed, exc)
+                wait = backoff.next()
+                log.warning("exporter %s: export of %d %s failed, retrying in %.1fs: %s",
+                            self.owner, rec.items, signal.item_name, wait, exc)
+                if await self._sleep(wait):
+                    return
+                continue
+            self._last_success = time.monotonic()
+            if self._t is not None:
+                self._t.exporter_sent[signal.item_name].labels(**self._labels).inc(rec.items)
+            self._done(rec)
+            return
+
+    def _give_up(self, first: float, elapsed: float, exc: Exception) -> str:
+        if not self.retry.enabled:
+            return f"the export failed and retry_on_failure is disabled: {exc}"
+        budget = self.retry.max_elapsed_time
+        if budget and elapsed >= budget and self._last_success > first:
+            return (f"the export kept failing for {elapsed:.0f}s (max_elapsed_time) while other "
+                    f"batches were exported: {exc}")
+        return ""
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Waits; True when the queue is closing meanwhile."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _dead_letter(self, rec: Record, signal: Signal | None, data: bytes,
+                           error: str) -> None:
+        kind = signal.value if signal else "unknown"
+        info = {"exporter": self.owner, "signal": kind, "items": rec.items, "error": error}
+        try:
+            path = await asyncio.to_thread(self.dead_letters.write, data, rec.token.hex(), info)
+        except OSError as exc:
+            # keeping it queued would retry it forever: it is dropped, loudly
+            log.error("exporter %s: DROPPED a batch of %d items: it cannot be stored in the "
+                      "dead-letter directory (%s) after: %s", self.owner, rec.items, exc, error)
+        else:
+            log.error("exporter %s: a batch of %d %s went to the dead-letter directory (%s): "
+                      "%s", self.owner, rec.items, signal.item_name if signal else "items",
+                      path, error)
+        if self._t is not None:
+            if signal is not None:
+                self._t.exporter_send_failed[signal.item_name].labels(**self._labels).inc(
+                    rec.items)
+            if self._dead is not None and self._dead_items is not None:
+                self._dead.labels(self.owner, kind).inc()
+                self._dead_items.labels(self.owner, kind).inc(rec.items)
+        self._done(rec)
+
+    def _done(self, rec: Record) -> None:
+        try:
+            self.wal.ack(rec)
+        except OSError as exc:  # sent again after a restart, and deduplicated
+            log.warning("exporter %s: cannot record a sent batch in the queue: %s", self.owner,
+                        exc)
+        self._count(rec, -1)
+        self._wake_room()
+        self._progress.set()
+        self._gauges()
+
+    def _gauges(self) -> None:
+        if self._t is None:
+            return
+        self._t.exporter_queue_size.labels(**self._labels).set(self.used)
+        if self._bytes_gauge is not None:
+            self._bytes_gauge.labels(**self._labels).set(self.wal.disk_bytes)

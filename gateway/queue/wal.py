@@ -1,0 +1,480 @@
+"""The write-ahead log under a durable queue: records appended to segment files, acknowledged
+one by one, replayed after a restart.
+
+A queue directory holds:
+
+    LOCK                 locked (flock) by the process that owns the queue, holds its pid
+    <id>.wal             a segment: records one after another; only the newest is appended to
+    <id>.ack             the offsets of the segment's records that are done (sent or set aside)
+
+A record is `magic (4) | length (u32) | crc (u32) | body`, the body `kind (u8) | items (u32) |
+token (16) | payload`; little endian, the CRC-32 covers the length and the body. The token is a
+random 128-bit id the batch gets as it enters the log: every attempt to send the batch, before
+or after a restart, carries it, so the destination can drop a repeat. (Not a hash of the content:
+two batches with the same bytes are two batches, as without a queue.) An ack entry is
+`offset (u64) | crc of the offset (u32)`.
+
+Appends are group-committed: appends that arrive while the log writes (and fsyncs) one group wait
+and go out together with the next one, so one fsync covers many batches (`Fsync.BATCH`).
+
+Replay trusts nothing it reads: a record with a bad header or checksum is skipped and the scan
+resynchronises on the next magic whose record checks out; a torn record at the end of a segment
+(a crash mid-write) is skipped. Each skipped region is logged once. Acks are not fsynced: an ack
+lost in a machine crash only means the record is sent again, and its token makes the destination
+drop the copy. A segment is deleted once it is no longer appended to and every record is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import mmap
+import os
+import struct
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.queue.config import Fsync
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"\xa7OQ\x01"  # the last byte is the format version
+_HEAD = struct.Struct("<4sII")   # magic, body length, crc
+_LEN = struct.Struct("<I")
+_BODY = struct.Struct("<BI16s")  # kind, items, token
+_ACK = struct.Struct("<QI")      # offset, crc32 of the offset
+_OFFSET = struct.Struct("<Q")
+OVERHEAD = _HEAD.size + _BODY.size
+MAX_PAYLOAD = 2**32 - 1 - _BODY.size  # the body length is a u32
+SEGMENT_BYTES = 32 * 2**20
+_IOV = 512  # buffers per writev (the kernel takes at most IOV_MAX = 1024)
+
+
+class QueueLockedError(OSError):
+    """Another process owns the queue directory."""
+
+
+class CorruptRecordError(Exception):
+    """A record no longer reads back as written (the disk changed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    segment: int
+    offset: int
+    kind: int
+    items: int
+    size: int      # payload bytes
+    token: bytes
+
+    @property
+    def length(self) -> int:
+        """Bytes on disk."""
+        return OVERHEAD + self.size
+
+
+@dataclass
+class _Segment:
+    id: int
+    path: Path
+    records: int = 0        # valid records in it
+    done: int = 0           # of them, acknowledged (or skipped)
+    bytes: int = 0
+    sealed: bool = False    # no longer appended to
+    read_fd: int | None = None
+    ack_fd: int | None = None
+
+    @property
+    def ack_path(self) -> Path:
+        return self.path.with_suffix(".ack")
+
+
+def _crc(length: int, body: bytes | memoryview, payload: bytes | memoryview = b"") -> int:
+    return zlib.crc32(payload, zlib.crc32(body, zlib.crc32(_LEN.pack(length))))
+
+
+def _ack_entry(offset: int) -> bytes:
+    raw = _OFFSET.pack(offset)
+    return raw + _LEN.pack(zlib.crc32(raw))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WriteAheadLog:
+    def __init__(self, directory: Path, fsync: Fsync = Fsync.BATCH,
+                 segment_bytes: int = SEGMENT_BYTES,
+                 on_durable: Callable[[Record], None] | None = None) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self.on_durable = on_durable   # called on the event loop for each record once durable
+        self.disk_bytes = 0
+        self._segments: dict[int, _Segment] = {}
+        self._active: _Segment | None = None
+        self._fd = -1                  # the active segment, opened for appending
+        self._lock_fd = -1
+        self._lock = threading.Lock()  # segment bookkeeping: the writer thread and the loop
+        self._pending: deque[tuple[int, int, bytes, asyncio.Future[Record]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._io: ThreadPoolExecutor | None = None
+
+    # -- opening and replay (blocking: run in a thread)
+
+    def open(self) -> list[Record]:
+        """Locks the directory, scans what an earlier run left and starts a new segment;
+        returns the records not yet done, oldest first."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        pending: list[Record] = []
+        for path in sorted(self.directory.glob("*.wal")):
+            try:
+                seg = _Segment(int(path.stem), path, sealed=True)
+            except ValueError:
+                continue
+            found = self._scan(seg)
+            seg.bytes = path.stat().st_size
+            self._segments[seg.id] = seg
+            self.disk_bytes += seg.bytes + self._size(seg.ack_path)
+            pending += found
+            if seg.done >= seg.records:
+                self._delete(seg)
+        for ack in self.directory.glob("*.ack"):
+            if not ack.with_suffix(".wal").exists():  # its segment's deletion was cut short
+                ack.unlink()
+        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"wal-{self.directory.name}")
+        self._rotate()
+        return pending
+
+    def _take_lock(self) -> None:
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise QueueLockedError(f"the queue directory {self.directory} is in use by another "
+                                   f"process (pid {owner})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _read_acks(self, seg: _Segment) -> set[int]:
+        try:
+            raw = seg.ack_path.read_bytes()
+        except FileNotFoundError:
+            return set()
+        acked = set()
+        usable = len(raw) - len(raw) % _ACK.size  # a torn last entry is simply not an ack
+        for offset, crc in _ACK.iter_unpack(raw[:usable]):
+            if zlib.crc32(_OFFSET.pack(offset)) == crc:
+                acked.add(offset)
+        return acked
+
+    def _scan(self, seg: _Segment) -> list[Record]:
+        acked = self._read_acks(seg)
+        size = self._size(seg.path)
+        if size == 0:
+            return []
+        found: list[Record] = []
+        with open(seg.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = 0
+            while pos < size:
+                rec = _parse(mm, seg.id, pos, size, verify=pos not in acked)
+                if rec is None:
+                    nxt = _resync(mm, seg.id, pos + 1, size)
+                    skipped = (nxt if nxt is not None else size) - pos
+                    if nxt is None:
+                        log.warning("queue %s: segment %s ends with %d bytes at offset %d that "
+                                    "are no whole record (a write cut short by a crash, or "
+                                    "corruption): skipped", self.directory, seg.path.name,
+                                    skipped, pos)
+                        break
+                    log.warning("queue %s: segment %s has %d corrupt bytes at offset %d (bad "
+                                "header or checksum): skipped, the records after them are kept",
+                                self.directory, seg.path.name, skipped, pos)
+                    pos = nxt
+                    continue
+                seg.records += 1
+                if pos in acked:
+                    seg.done += 1
+                else:
+                    found.append(rec)
+                pos += rec.length
+        return found
+
+    # -- appending
+
+    def submit(self, kind: int, items: int, payload: bytes) -> asyncio.Future[Record]:
+        """Queues an append; the future resolves once the record is durable (per the fsync
+        policy) or fails with OSError. A cancelled caller does not stop the write."""
+        if self._io is None:
+            raise RuntimeError("the write-ahead log is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Record] = loop.create_future()
+        self._pending.append((kind, items, payload, fut))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return fut
+
+    async def append(self, kind: int, items: int, payload: bytes) -> Record:
+        return await asyncio.shield(self.submit(kind, items, payload))
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                if self.fsync is Fsync.ALWAYS:
+                    group = [self._pending.popleft()]
+                else:
+                    group = list(self._pending)
+                    self._pending.clear()
+                work = [(kind, items, payload) for kind, items, payload, _ in group]
+                try:
+                    results = await loop.run_in_executor(self._io, self._write_group, work)
+                except Exception as exc:  # a bug: every append of the group learns of it
+                    results = [exc] * len(group)
+                for (_, _, _, fut), result in zip(group, results, strict=True):
+                    if isinstance(result, Record):
+                        if self.on_durable is not None:
+                            try:
+                                self.on_durable(result)
+                            except Exception:
+                                log.exception("queue %s: on_durable failed", self.directory)
+                        if not fut.done():
+                            fut.set_result(result)
+                    elif not fut.done():
+                        fut.set_exception(result)
+                        fut.exception()  # its caller may be gone; the error is reported there
+        finally:
+            self._flusher = None
+
+    async def flushed(self) -> None:
+        """Returns once every append submitted so far is written."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    def _write_group(self, work: list[tuple[int, int, bytes]]) -> list[Record | BaseException]:
+        """Writer thread: appends the group, rotating segments as they fill, then fsyncs."""
+        results: list[Record | BaseException] = []
+        bufs: list[bytes] = []
+        batch: list[Record] = []
+        assert self._active is not None
+        for kind, items, payload in work:
+            token = os.urandom(16)
+            body = _BODY.pack(kind, items, token)
+            length = len(body) + len(payload)
+            head = _HEAD.pack(MAGIC, length, _crc(length, body, payload))
+            start = self._active.bytes + sum(r.length for r in batch)
+            if start > 0 and start + _HEAD.size + length > self.segment_bytes:
+                results += self._commit(bufs, batch)
+                bufs, batch = [], []
+                self._rotate()
+                start = 0
+            batch.append(Record(self._active.id, start, kind, items, len(payload), token))
+            bufs += (head, body, payload)
+        results += self._commit(bufs, batch)
+        return results
+
+    def _commit(self, bufs: list[bytes], batch: list[Record]) -> list[Record | BaseException]:
+        if not batch:
+            return []
+        seg = self._active
+        assert seg is not None
+        try:
+            for i in range(0, len(bufs), _IOV):
+                _writev_all(self._fd, bufs[i:i + _IOV])
+            if self.fsync is not Fsync.NEVER:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            log.error("queue %s: cannot write segment %s: %s", self.directory, seg.path.name, exc)
+            try:  # drop the partial group so the segment ends on a whole record
+                os.ftruncate(self._fd, seg.bytes)
+            except OSError:
+                pass
+            try:  # after a failed fsync the page cache cannot be trusted: a new segment
+                self._rotate()
+            except OSError as again:
+                log.error("queue %s: cannot start a new segment: %s", self.directory, again)
+            return [exc] * len(batch)
+        written = sum(r.length for r in batch)
+        with self._lock:
+            seg.bytes += written
+            seg.records += len(batch)
+            self.disk_bytes += written
+        return list(batch)
+
+    def _rotate(self) -> None:
+        """Seals the active segment (if any) and starts the next one."""
+        with self._lock:
+            old = self._active
+            if old is not None:
+                old.sealed = True
+                os.close(self._fd)
+                self._fd = -1
+                self._active = None
+                if old.done >= old.records:
+                    self._delete(old)
+            next_id = max(self._segments, default=0) + 1
+            if old is not None:
+                next_id = max(next_id, old.id + 1)
+            path = self.directory / f"{next_id:020d}.wal"
+            try:  # acks left by a segment of this id that is gone
+                path.with_suffix(".ack").unlink()
+            except FileNotFoundError:
+                pass
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            seg = _Segment(next_id, path)
+            self._segments[next_id] = seg
+            self._active = seg
+        if self.fsync is not Fsync.NEVER:
+            _fsync_dir(self.directory)
+
+    # -- reading and acknowledging
+
+    def read(self, rec: Record) -> bytes:
+        """The payload of `rec` (blocking: run in a thread); CorruptRecordError if it changed."""
+        with self._lock:
+            seg = self._segments.get(rec.segment)
+            if seg is None:
+                raise CorruptRecordError(f"segment {rec.segment} is gone")
+            if seg.read_fd is None:
+                seg.read_fd = os.open(seg.path, os.O_RDONLY)
+            fd = seg.read_fd
+        raw = os.pread(fd, rec.length, rec.offset)
+        got = _parse(raw, rec.segment, 0, len(raw), verify=True)
+        if got is None or (got.kind, got.items, got.size, got.token) != \
+                (rec.kind, rec.items, rec.size, rec.token):
+            raise CorruptRecordError(f"the record at offset {rec.offset} of segment "
+                                     f"{seg.path.name} no longer matches its checksum")
+        return raw[OVERHEAD:]
+
+    def ack(self, rec: Record) -> None:
+        """`rec` is done; deletes its segment once nothing in it is pending."""
+        with self._lock:
+            seg = self._segments.get(rec.segment)
+            if seg is None:
+                return
+            seg.done += 1
+            if seg.sealed and seg.done >= seg.records:
+                self._delete(seg)
+                return
+            if seg.ack_fd is None:
+                seg.ack_fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.write(seg.ack_fd, _ack_entry(rec.offset))
+            self.disk_bytes += _ACK.size
+
+    def _delete(self, seg: _Segment) -> None:
+        """Caller holds the lock (or runs before the log is shared)."""
+        for fd in (seg.read_fd, seg.ack_fd):
+            if fd is not None:
+                os.close(fd)
+        seg.read_fd = seg.ack_fd = None
+        self.disk_bytes -= seg.bytes + self._size(seg.ack_path)
+        # the acks first: a crash in between leaves a segment without acks, sent again in full
+        # (and deduplicated), never acks that a new segment of the same id would inherit
+        for path in (seg.ack_path, seg.path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        self._segments.pop(seg.id, None)
+
+    @property
+    def is_open(self) -> bool:
+        return self._io is not None
+
+    def segment_ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._segments)
+
+    # -- closing
+
+    async def close(self) -> None:
+        """Finishes the appends under way, seals the active segment (deleted if nothing in it is
+        pending), closes every file and releases the directory."""
+        await self.flushed()
+        io, self._io = self._io, None
+        if io is not None:
+            await asyncio.get_running_loop().run_in_executor(io, self._seal)
+            io.shutdown(wait=True)
+        with self._lock:
+            for seg in self._segments.values():
+                for fd in (seg.read_fd, seg.ack_fd):
+                    if fd is not None:
+                        os.close(fd)
+                seg.read_fd = seg.ack_fd = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def _seal(self) -> None:
+        with self._lock:
+            seg = self._active
+            if seg is None:
+                return
+            seg.sealed = True
+            os.close(self._fd)
+            self._fd = -1
+            self._active = None
+            if seg.done >= seg.records:
+                self._delete(seg)
+
+
+def _writev_all(fd: int, bufs: list[bytes]) -> None:
+    views = [memoryview(b) for b in bufs if len(b)]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
+           verify: bool) -> Record | None:
+    """The record at `pos` if its header (and, with `verify`, its checksum) checks out."""
+    if size - pos < OVERHEAD:
+        return None
+    magic, length, crc = _HEAD.unpack_from(buf, pos)
+    if magic != MAGIC or length < _BODY.size or length > size - pos - _HEAD.size:
+        return None
+    kind, items, token = _BODY.unpack_from(buf, pos + _HEAD.size)
+    if verify:
+        with memoryview(buf) as view:
+            body = view[pos + _HEAD.size:pos + _HEAD.size + length]
+            ok = _crc(length, body) == crc
+            body.release()
+        if not ok:
+            return None
+    return Record(segment, pos, kind, items, length - _BODY.size, token)
+
+
+def _resync(mm: mmap.mmap, segment: int, pos: int, size: int) -> int | None:
+    """The offset of the next record at or after `pos` that checks out."""
+    while True:
+        pos = mm.find(MAGIC, pos)
+        if pos < 0:
+            return None
+        if _parse(mm, segment, pos, size, verify=True) is not None:
+            return pos
+        pos += 1

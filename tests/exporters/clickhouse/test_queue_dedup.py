@@ -1,0 +1,141 @@
+"""Retries are idempotent: an INSERT repeated with the same `insert_deduplication_token` lands
+once in every table the signal's views write (otel_traces and, one view further,
+otel_traces_trace_id_ts; otel_logs; the five metrics tables behind the staging view), and a
+batch the queue sends again after a restart (its ack was lost) is stored once.
+
+The real exporter on the real engine (chDB), in process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporters.clickhouse.config import ClickHouseConfig
+from exporters.clickhouse.exporter import ClickHouseExporter, new_token
+from gateway.component import ComponentID, Host
+from gateway.payload import Payload
+from gateway.queue.durable import Batch
+from gateway.signals import Signal, count_items
+from gateway.telemetry import SelfTelemetry
+from tests import payloads
+
+pytestmark = pytest.mark.timeout(60)
+
+TABLES = {
+    Signal.TRACES: ["otel_traces", "otel_traces_trace_id_ts"],
+    Signal.LOGS: ["otel_logs"],
+    Signal.METRICS: [f"otel_metrics_{k}" for k in ("gauge", "sum", "histogram",
+                                                   "exponential_histogram", "summary")],
+}
+REQUEST = {Signal.TRACES: payloads.traces, Signal.LOGS: payloads.logs,
+           Signal.METRICS: payloads.metrics}
+
+
+def _counts(ex: ClickHouseExporter, run: str) -> dict[str, int]:
+    assert ex.engine is not None
+    out = {}
+    for tables in TABLES.values():
+        for table in tables:
+            where = (f"TraceId IN (SELECT TraceId FROM otel_traces WHERE "
+                     f"ResourceAttributes['{payloads.RUN_KEY}'] = '{run}')"
+                     if table == "otel_traces_trace_id_ts"
+                     else f"ResourceAttributes['{payloads.RUN_KEY}'] = '{run}'")
+            out[table] = int(ex.engine.query(f"SELECT count() FROM {table} WHERE {where}", "TSV"))
+    return out
+
+
+async def _exporter(path: Path, **cfg: Any) -> tuple[ClickHouseExporter, SelfTelemetry]:
+    t = SelfTelemetry()
+    ex = ClickHouseExporter(ComponentID("clickhouse"),
+                            ClickHouseConfig.model_validate({"path": str(path), **cfg}))
+    await ex.start(Host(telemetry=t))
+    return ex, t
+
+
+def test_the_same_batch_inserted_twice_lands_once(tmp_path: Path) -> None:
+    async def run() -> None:
+        ex, _ = await _exporter(tmp_path / "store", sending_queue={"enabled": False})
+        try:
+            for signal, make in REQUEST.items():
+                run_id = f"dedup-{signal.value}"
+                req = make(7, run_id)
+                data = req.SerializeToString()
+                batch = Batch(signal, count_items(signal, req), data, new_token())
+                await ex._export(batch)
+                once = _counts(ex, run_id)
+                assert all(once[t] > 0 for t in TABLES[signal]), once
+                await ex._export(batch)  # the retry of an insert that did land
+                assert _counts(ex, run_id) == once
+                # the same bytes as another batch (another token) are stored again
+                await ex._export(Batch(signal, batch.items, data, new_token()))
+                twice = _counts(ex, run_id)
+                assert {t: twice[t] for t in TABLES[signal]} == \
+                    {t: 2 * once[t] for t in TABLES[signal]}
+        finally:
+            await ex.shutdown()
+    asyncio.run(run())
+
+
+def test_a_batch_sent_again_after_a_restart_is_stored_once(tmp_path: Path) -> None:
+    """The queue exported the batches, then the process died before their acks reached the
+    disk: the next start sends them again, with the tokens stored in the log."""
+    run_id = "replayed"
+    reqs = {s: make(11, run_id) for s, make in REQUEST.items()}
+
+    async def first() -> dict[str, int]:
+        ex, t = await _exporter(tmp_path / "store")
+        assert ex.queue is not None
+        ex.queue.wal.ack = lambda rec: None  # type: ignore[method-assign]  # acks lost
+        for signal, req in reqs.items():
+            await ex.consume(Payload.from_message(signal, req))
+        while ex.queue.batches:
+            await asyncio.sleep(0.05)
+        counts = _counts(ex, run_id)
+        await ex.shutdown()
+        assert t.registry.get_sample_value("otelcol_exporter_sent_spans_total",
+                                           {"exporter": "clickhouse"}) > 0
+        return counts
+
+    async def second() -> dict[str, int]:
+        ex, t = await _exporter(tmp_path / "store")
+        assert ex.queue is not None and ex.queue.batches == 3  # all three come back
+        while ex.queue.batches:
+            await asyncio.sleep(0.05)
+        counts = _counts(ex, run_id)
+        sent = t.registry.get_sample_value("otelcol_exporter_sent_log_records_total",
+                                           {"exporter": "clickhouse"})
+        await ex.shutdown()
+        assert sent == count_items(Signal.LOGS, reqs[Signal.LOGS])  # inserted again ...
+        return counts
+
+    before = asyncio.run(first())
+    assert all(n > 0 for n in before.values()), before
+    assert asyncio.run(second()) == before  # ... and stored once
+    assert not list((tmp_path / "store" / "queue" / "clickhouse").glob("*.wal"))
+
+
+def test_tables_created_without_a_window_are_reported(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """An older otelgw (or the contrib exporter) created otel_logs: CREATE TABLE IF NOT EXISTS
+    keeps it as it is, and the start says how to turn deduplication on."""
+    from exporters.clickhouse import schema
+    from exporters.clickhouse.engines.embedded import EmbeddedEngine
+
+    store = tmp_path / "store"
+    engine = EmbeddedEngine(str(store))
+    old = schema.create_table(schema.LOGS, schema.SchemaOptions())
+    engine.command(old.replace(f", non_replicated_deduplication_window = {schema.DEDUP_WINDOW}",
+                               ""))
+    engine.close()
+
+    async def run() -> None:
+        ex, _ = await _exporter(store, sending_queue={"enabled": False})
+        await ex.shutdown()
+    with caplog.at_level("WARNING", logger="exporters.clickhouse.exporter"):
+        asyncio.run(run())
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "tables otel_logs keep no deduplication window" in warning
+    assert "MODIFY SETTING non_replicated_deduplication_window = 1000" in warning

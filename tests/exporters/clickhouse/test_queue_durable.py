@@ -1,0 +1,271 @@
+"""The durable sending queue (gateway/queue/durable.py) with a scripted export function: the
+capacity and its refusals, retries with one token, the dead-letter directory, the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import PermanentError, RefusedError, RetryableError
+from gateway.queue.config import QueueSettings, RetrySettings
+from gateway.queue.durable import Batch, DurableQueue
+from gateway.signals import Signal
+from gateway.telemetry import SelfTelemetry
+
+pytestmark = pytest.mark.timeout(30)
+
+FAST = RetrySettings(initial_interval=0.01, max_interval=0.02, max_elapsed_time=0)
+
+
+def _queue(tmp_path: Path, export: Callable[[Batch], Awaitable[None]], t: Any = None,
+           retry: RetrySettings = FAST, **cfg: Any) -> DurableQueue:
+    settings = QueueSettings(**{"num_consumers": 2, "drain_timeout": 2, **cfg})
+    return DurableQueue("clickhouse", tmp_path, settings, retry, export, t)
+
+
+def _value(t: SelfTelemetry, name: str, **labels: str) -> float:
+    return t.registry.get_sample_value(name, labels) or 0.0
+
+
+async def _wait(cond: Callable[[], bool], timeout: float = 5) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_full_queue_refuses_with_retry_after_and_counts(tmp_path: Path) -> None:
+    t = SelfTelemetry()
+    gate = asyncio.Event()
+
+    async def stuck(batch: Batch) -> None:
+        await gate.wait()
+
+    async def run() -> None:
+        q = _queue(tmp_path, stuck, t, queue_size=3)
+        await q.start()
+        for i in range(3):
+            await q.put(Signal.TRACES, 5, b"x%d" % i)
+        with pytest.raises(RefusedError, match="sending queue is full") as err:
+            await q.put(Signal.TRACES, 7, b"y")
+        assert err.value.retry_after and err.value.retry_after >= 1
+        assert _value(t, "otelcol_exporter_queue_size", exporter="clickhouse") == 3
+        assert _value(t, "otelcol_exporter_queue_capacity", exporter="clickhouse") == 3
+        assert _value(t, "otelcol_exporter_enqueue_failed_spans_total",
+                      exporter="clickhouse") == 7
+        assert _value(t, "otelgw_exporter_queue_bytes", exporter="clickhouse") > 0
+        gate.set()
+        await _wait(lambda: q.used == 0)
+        await q.put(Signal.TRACES, 7, b"y")  # room again
+        await q.shutdown()
+        assert _value(t, "otelcol_exporter_sent_spans_total", exporter="clickhouse") == 22
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(("sizer", "size", "fits"), [("items", 10, 2), ("bytes", 2500, 2)])
+def test_sizer_counts_items_or_bytes(tmp_path: Path, sizer: str, size: int, fits: int) -> None:
+    async def stuck(batch: Batch) -> None:
+        await asyncio.Event().wait()
+
+    async def run() -> None:
+        q = _queue(tmp_path, stuck, sizer=sizer, queue_size=size, drain_timeout=0)
+        await q.start()
+        for _ in range(fits):
+            await q.put(Signal.LOGS, 4, b"z" * 1000)
+        with pytest.raises(RefusedError):
+            await q.put(Signal.LOGS, 4, b"z" * 1000)
+        q._closing.set()  # the stuck exports never return: stop without waiting for them
+        for task in q._consumers:
+            task.cancel()
+        await q.shutdown()
+    asyncio.run(run())
+
+
+def test_a_batch_larger_than_the_capacity_goes_through_an_empty_queue(tmp_path: Path) -> None:
+    got: list[int] = []
+
+    async def export(batch: Batch) -> None:
+        got.append(len(batch.data))
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, sizer="bytes", queue_size=100)
+        await q.start()
+        await q.put(Signal.METRICS, 1, b"m" * 5000)
+        await _wait(lambda: got == [5000])
+        await q.shutdown()
+    asyncio.run(run())
+
+
+def test_block_on_overflow_waits_for_room(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    async def export(batch: Batch) -> None:
+        await gate.wait()
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, queue_size=1, block_on_overflow=True)
+        await q.start()
+        await q.put(Signal.TRACES, 1, b"a")
+        second = asyncio.ensure_future(q.put(Signal.TRACES, 1, b"b"))
+        await asyncio.sleep(0.2)
+        assert not second.done()
+        gate.set()
+        await asyncio.wait_for(second, 5)
+        await q.shutdown()
+    asyncio.run(run())
+
+
+def test_retries_carry_one_token_until_the_export_succeeds(tmp_path: Path) -> None:
+    attempts: list[str] = []
+
+    async def flaky(batch: Batch) -> None:
+        attempts.append(batch.token)
+        if len(attempts) < 3:
+            raise RetryableError("ClickHouse is away")
+
+    async def run() -> None:
+        q = _queue(tmp_path, flaky)
+        await q.start()
+        await q.put(Signal.LOGS, 2, b"log-batch")
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert len(attempts) == 3 and len(set(attempts)) == 1 and len(attempts[0]) == 32
+    assert not (tmp_path / "dead_letter").exists()
+
+
+def test_a_permanent_error_sends_the_batch_to_the_dead_letter_directory(tmp_path: Path) -> None:
+    t = SelfTelemetry()
+    calls: list[bytes] = []
+
+    async def refusing(batch: Batch) -> None:
+        calls.append(batch.data)
+        if batch.data == b"bad":
+            raise PermanentError("ClickHouse rejected the traces: Code: 27. CANNOT_PARSE_INPUT")
+
+    async def run() -> None:
+        q = _queue(tmp_path, refusing, t)
+        await q.start()
+        await q.put(Signal.TRACES, 3, b"bad")
+        await q.put(Signal.TRACES, 4, b"good")
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert sorted(calls) == [b"bad", b"good"]  # tried once, never again
+    (meta,) = (tmp_path / "dead_letter").glob("*.json")
+    info = json.loads(meta.read_text())
+    assert info["signal"] == "traces" and info["items"] == 3
+    assert "CANNOT_PARSE_INPUT" in info["error"] and info["exporter"] == "clickhouse"
+    assert (meta.parent / info["payload_file"]).read_bytes() == b"bad"
+    assert _value(t, "otelgw_exporter_dead_lettered_batches_total", exporter="clickhouse",
+                  data_type="traces") == 1
+    assert _value(t, "otelgw_exporter_dead_lettered_items_total", exporter="clickhouse",
+                  data_type="traces") == 3
+    assert _value(t, "otelcol_exporter_send_failed_spans_total", exporter="clickhouse") == 3
+    assert _value(t, "otelcol_exporter_sent_spans_total", exporter="clickhouse") == 4
+
+    async def reopen() -> None:  # and it is out of the log
+        q = _queue(tmp_path, refusing)
+        await q.start()
+        assert q.batches == 0
+        await q.shutdown()
+    asyncio.run(reopen())
+    assert sorted(calls) == [b"bad", b"good"]
+
+
+def test_an_outage_keeps_batches_and_a_poison_batch_is_set_aside(tmp_path: Path) -> None:
+    """While every export fails nothing leaves the queue, however long; a batch that still
+    fails after max_elapsed_time while others are exported goes to the dead-letter directory."""
+    state = {"down": True}
+
+    async def export(batch: Batch) -> None:
+        if state["down"] or batch.data == b"poison":
+            raise RetryableError("Code: 241. MEMORY_LIMIT_EXCEEDED")
+
+    retry = RetrySettings(initial_interval=0.01, max_interval=0.02, max_elapsed_time=0.2)
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, retry=retry)
+        await q.start()
+        await q.put(Signal.LOGS, 1, b"poison")
+        await q.put(Signal.LOGS, 1, b"fine")
+        await asyncio.sleep(0.6)  # three times max_elapsed_time, everything failing
+        assert q.batches == 2
+        state["down"] = False
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    (meta,) = (tmp_path / "dead_letter").glob("*.json")
+    assert "max_elapsed_time" in json.loads(meta.read_text())["error"]
+
+
+def test_retry_disabled_sets_a_failed_batch_aside(tmp_path: Path) -> None:
+    async def failing(batch: Batch) -> None:
+        raise RetryableError("connection refused")
+
+    async def run() -> None:
+        q = _queue(tmp_path, failing, retry=RetrySettings(enabled=False))
+        await q.start()
+        await q.put(Signal.METRICS, 1, b"m")
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    (meta,) = (tmp_path / "dead_letter").glob("*.json")
+    assert "retry_on_failure is disabled" in json.loads(meta.read_text())["error"]
+
+
+def test_shutdown_drains_then_leaves_the_rest_for_the_next_start(tmp_path: Path) -> None:
+    sent: list[bytes] = []
+    state = {"down": False}
+
+    async def export(batch: Batch) -> None:
+        if state["down"]:
+            raise RetryableError("down")
+        await asyncio.sleep(0.01)
+        sent.append(batch.data)
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, drain_timeout=5)
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.TRACES, 1, b"t%d" % i) for i in range(20)))
+        await q.shutdown()  # drains: all 20 exported
+        assert len(sent) == 20
+        state["down"] = True
+        q = _queue(tmp_path, export, drain_timeout=0.3)
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.TRACES, 1, b"u%d" % i) for i in range(5)))
+        stopping = asyncio.ensure_future(q.shutdown())
+        await asyncio.sleep(0)
+        with pytest.raises(RetryableError, match="shutting down"):
+            await q.put(Signal.TRACES, 1, b"late")
+        await stopping
+        state["down"] = False
+        q = _queue(tmp_path, export)
+        await q.start()  # the five come back
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert sorted(sent[20:]) == sorted(b"u%d" % i for i in range(5))
+
+
+def test_collector_queue_options_and_their_errors() -> None:
+    from exporters.clickhouse.config import ClickHouseConfig
+
+    q = ClickHouseConfig.model_validate({"sending_queue": {"blocking": True}}).sending_queue
+    assert q.block_on_overflow and q.num_consumers == 2 and q.sizer == "requests"
+    assert q.fsync.value == "batch" and q.queue_size == 1000
+    for bad, message in [({"wait_for_result": True}, "wait_for_result is not supported"),
+                         ({"storage": "file_storage", "directory": "/x"}, "either storage"),
+                         ({"sizer": "spans"}, "requests"), ({"fsync": "sometimes"}, "batch"),
+                         ({"blocking": False, "block_on_overflow": True}, "disagree")]:
+        with pytest.raises(ValueError, match=message):
+            ClickHouseConfig.model_validate({"sending_queue": bad})
+    # without the queue, the Collector's wait_for_result means what otelgw does anyway
+    ClickHouseConfig.model_validate({"sending_queue": {"enabled": False,
+                                                       "wait_for_result": True}})
