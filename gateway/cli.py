@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import base64
 import sys
 import urllib.error
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.loader import GatewayConfig, load_config, redact
 from gateway.endpoints import local_host
 from gateway.errors import ConfigError, GatewayError
 
@@ -29,10 +30,10 @@ def _load(path: str) -> GatewayConfig:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        print(f"otelgw: {path}: {exc}", file=sys.stderr)
+        print(f"otelgw: {path}: {redact(str(exc))}", file=sys.stderr)
         raise SystemExit(2) from None
     for warning in cfg.warnings:
-        print(f"otelgw: warning: {warning}", file=sys.stderr)
+        print(f"otelgw: warning: {redact(warning)}", file=sys.stderr)
     return cfg
 
 
@@ -56,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner(Service(cfg).run())
     except (OSError, GatewayError) as exc:  # a port in use, a store that refuses us, …
         logging.getLogger("otelgw").debug("start-up failed", exc_info=True)
-        print(f"otelgw: cannot start: {exc}", file=sys.stderr)
+        print(f"otelgw: cannot start: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 
@@ -134,6 +135,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # gRPC's core logs every failed TLS handshake (a plaintext or certificate-less client) at
+    # INFO on stderr, past the log sampling; keep its errors only, unless asked for more
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = argparse.ArgumentParser(prog="otelgw", description="OpenTelemetry ingest gateway "
                                      "for ClickHouse")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -19,6 +19,7 @@ _FACTORY_MODULES = (
     "processors.resource.factory",
     "exporters.clickhouse.factory",
     "exporters.prometheus.factory",
+    "extensions.bearertokenauth.factory",
     "extensions.file_storage.factory",
     "extensions.health_check.factory",
 )

@@ -7,6 +7,7 @@ and reported at once, before anything starts.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,32 @@ class GatewayConfig:
 _TOP = {"receivers", "processors", "exporters", "extensions", "connectors", "service"}
 
 
+# Option names whose values are credentials (password, token, key_pem, headers, …): an error
+# about them never shows the value, whatever its type.
+_SECRET_NAME = re.compile(r"pass|secret|token|pem|credential|auth|cookie|signature|headers|"
+                          r"api_?key|private|bearer", re.IGNORECASE)
+_SCALAR_TYPES = {"int_type", "float_type", "bool_type", "string_type", "bytes_type"}
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """The password of a URL's userinfo (scheme://user:password@host) replaced by ***."""
+    return _URL_USERINFO.sub(lambda m: m.group(0).split(":", 1)[0] + ":***@", text)
+
+
+def _shown_input(kind: str, loc: tuple[Any, ...], value: Any) -> str:
+    """What an error may say it got: never a credential (by the option's name or the value's
+    look), never the contents of a mapping or list, nor a string given where a mapping or list
+    belongs (`query_endpoint: user:password@host`)."""
+    if any(_SECRET_NAME.search(str(p)) for p in loc):
+        return "a value (not shown: it may be a credential)"
+    if isinstance(value, (dict, list, tuple, set)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    if isinstance(value, str) and (kind not in _SCALAR_TYPES or _SECRET_NAME.search(value)):
+        return "a string"
+    return redact(repr(value))
+
+
 def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
     out = []
     for item in error.errors():
@@ -96,9 +123,21 @@ def format_validation_error(prefix: str, error: ValidationError) -> list[str]:
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
         elif item["type"].endswith("_type") and "input" in item:
-            msg = f"{msg} (got {item['input']!r})"
-        out.append(f"{where}: {msg}")
+            msg = f"{msg} (got {_shown_input(item['type'], tuple(item['loc']), item['input'])})"
+        out.append(f"{where}: {redact(msg)}")
     return out
+
+
+def _yaml_error(source: str, exc: yaml.YAMLError) -> str:
+    """PyYAML's message without the excerpt of the file it quotes (it may be a password)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{source}: not valid YAML"
+    parts = []
+    for what, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if what:
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            parts.append(f"{what}{at}")
+    return f"{source}: not valid YAML: " + "; ".join(parts)
 
 
 def _load_section(kind: Kind, raw: Any, problems: list[str],
@@ -240,7 +279,7 @@ def load_config_text(text: str, source: str = "<config>",
         raw = yaml.safe_load(text)
         _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "", problems)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        raise ConfigError([_yaml_error(source, exc)]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):

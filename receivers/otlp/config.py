@@ -1,4 +1,9 @@
-"""`receivers.otlp` configuration, with the Collector's names and defaults."""
+"""`receivers.otlp` configuration, with the Collector's names and defaults.
+
+Each listener takes the Collector's `tls` (mTLS with `client_ca_file`) and `auth` (an
+authenticator extension such as `bearertokenauth`), and otelgw's `max_concurrent_requests`.
+Credentials and the concurrency limit are checked before a request body is read.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,14 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gateway.config.types import ComponentConfig
+from receivers.otlp.auth import AuthConfig, HttpAuthConfig
+from receivers.otlp.tls_config import TlsServerConfig, check_grpc
+
+# Requests one listener serves at once before it refuses more (retryably); an otelgw setting.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 1024
+_CONCURRENCY_DOC = ("Requests served at once on this listener; more are refused before their "
+                    "body is read, with HTTP 429 + Retry-After / gRPC RESOURCE_EXHAUSTED + "
+                    "RetryInfo (0: no limit). An otelgw setting.")
 
 
 class CorsConfig(ComponentConfig):
@@ -23,6 +36,20 @@ class GrpcConfig(ComponentConfig):
     read_buffer_size: int = Field(524288, ge=0, description="Accepted for compatibility.")
     write_buffer_size: int = Field(0, ge=0, description="Accepted for compatibility.")
     include_metadata: bool = Field(False, description="Pass request metadata to processors.")
+    tls: TlsServerConfig | None = Field(None, description="Serve TLS (mTLS with client_ca_file).")
+    auth: AuthConfig | None = Field(None, description="Authenticate every request with this "
+                                                      "authenticator extension.")
+    max_concurrent_requests: int = Field(DEFAULT_MAX_CONCURRENT_REQUESTS, ge=0,
+                                         description=_CONCURRENCY_DOC)
+
+    @model_validator(mode="after")
+    def _grpc_tls(self) -> "GrpcConfig":
+        if self.tls is not None:
+            try:
+                check_grpc(self.tls)
+            except ValueError as exc:
+                raise ValueError(f"tls: {exc}") from None
+        return self
 
 
 class HttpConfig(ComponentConfig):
@@ -34,6 +61,11 @@ class HttpConfig(ComponentConfig):
                                        description="Largest body, compressed and decompressed.")
     include_metadata: bool = Field(False, description="Pass request headers to processors.")
     cors: CorsConfig | None = Field(None, description="CORS for browser clients.")
+    tls: TlsServerConfig | None = Field(None, description="Serve TLS (mTLS with client_ca_file).")
+    auth: HttpAuthConfig | None = Field(None, description="Authenticate every request with this "
+                                                          "authenticator extension.")
+    max_concurrent_requests: int = Field(DEFAULT_MAX_CONCURRENT_REQUESTS, ge=0,
+                                         description=_CONCURRENCY_DOC)
 
 
 class Protocols(ComponentConfig):

@@ -4,10 +4,15 @@ Handlers take the raw request bytes (no deserializer) so the exact received byte
 to ClickHouse; gzip is handled by gRPC. Errors map as the OTLP specification says:
 INVALID_ARGUMENT for undecodable data, RESOURCE_EXHAUSTED when a limit refuses it and UNAVAILABLE
 when the store cannot take it, both with a google.rpc.RetryInfo saying when to retry.
+
+Credentials (`auth`) and the listener's concurrency limit are checked by an interceptor, before
+the request message is read: a refused call is answered by a client-streaming handler that never
+reads its stream (a unary handler would first receive the whole message). TLS: receivers/otlp/tls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -19,9 +24,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import RequestContext
 from gateway.signals import Signal
+from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import GrpcConfig
 from receivers.otlp.decode import parse_protobuf
+from receivers.otlp.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +55,94 @@ def _retry_details(code: int, message: str, retry_after: float) -> tuple[tuple[s
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=code, message=message, details=[detail])
-    return (("grpc-status-details-bin", status.SerializeToString()),)
+    # the Go exporters read the status details; the Python SDK reads the RetryInfo trailer
+    return (("grpc-status-details-bin", status.SerializeToString()),
+            ("google.rpc.retryinfo-bin", info.SerializeToString()))
+
+
+def _refusal(code: grpc.StatusCode, message: str,
+             trailers: tuple[tuple[str, bytes], ...] = ()) -> grpc.RpcMethodHandler:
+    async def refuse(_requests: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, message, trailers)
+
+    return grpc.stream_unary_rpc_method_handler(refuse)
+
+
+class _Gate(grpc.aio.ServerInterceptor):
+    """Credentials, then the listener's concurrency limit, before anything is read."""
+
+    def __init__(self, server: OtlpGrpcServer) -> None:
+        self.auth = server.authenticator
+        self.inflight = server.inflight
+        self.denied = server.denied
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if self.auth is not None:
+            metadata = details.invocation_metadata or ()  # type: ignore[attr-defined]
+            headers = {k.lower(): v for k, v in metadata if isinstance(v, str)}
+            try:
+                self.auth.authenticate(headers)
+            except PermissionError as exc:
+                self.denied("unauthenticated")
+                return _refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if self.inflight.limit:
+            task = asyncio.current_task()  # grpc.aio runs each call in a task of its own
+            if not self.inflight.try_acquire():
+                self.denied("concurrency_limit")
+                message = (f"too many concurrent requests on this listener (limit "
+                           f"{self.inflight.limit}); retry later")
+                return _refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, message, _retry_details(
+                    code_pb2.RESOURCE_EXHAUSTED, message, RETRY_AFTER))
+            if task is not None:
+                task.add_done_callback(self.inflight.release)
+            else:  # pragma: no cover - not how grpc.aio calls interceptors
+                self.inflight.release()
+        return await continuation(details)
 
 
 class OtlpGrpcServer:
-    def __init__(self, cfg: GrpcConfig, ingest: Ingest) -> None:
+    def __init__(self, cfg: GrpcConfig, ingest: Ingest, authenticator: Any = None) -> None:
         self.cfg = cfg
         self.ingest = ingest
+        self.authenticator = authenticator
+        self.inflight = InFlight(cfg.max_concurrent_requests)
         self._server: grpc.aio.Server | None = None
         self.port = 0
+        self._denied = denied_counter(ingest.telemetry)
+
+    def denied(self, reason: str) -> None:
+        self._denied.labels(str(self.ingest.id), "grpc", reason).inc()
 
     async def start(self) -> None:
         limit = self.cfg.max_recv_msg_size_mib * 1024 * 1024
         options = [("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
         if self.cfg.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", self.cfg.max_concurrent_streams))
-        self._server = grpc.aio.server(options=options)
+        credentials = None
+        if self.cfg.tls is not None:
+            where = f"receivers::{self.ingest.id}::protocols::grpc::tls"
+            credentials = ServerTls(self.cfg.tls, where).grpc_credentials()
+            if self.cfg.tls.max_version == "1.2":
+                log.warning("%s::max_version: not enforced: grpc.aio negotiates TLS 1.3 with "
+                            "clients that offer it", where)
+        gated = self.authenticator is not None or self.inflight.limit
+        self._server = grpc.aio.server(options=options,
+                                       interceptors=[_Gate(self)] if gated else None)
         handlers = []
         for signal in self.ingest.consumers:
             method = grpc.unary_unary_rpc_method_handler(self._handler(signal))
             handlers.append(grpc.method_handlers_generic_handler(SERVICES[signal],
                                                                  {"Export": method}))
         self._server.add_generic_rpc_handlers(handlers)
-        self.port = self._server.add_insecure_port(self.cfg.endpoint)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self.cfg.endpoint)
+        else:
+            self.port = self._server.add_secure_port(self.cfg.endpoint, credentials)
         if not self.port:
             raise OSError(f"cannot listen on {self.cfg.endpoint}")
         await self._server.start()
-        log.info("receiver %s: OTLP/gRPC listening on %s (port %d)", self.ingest.id,
-                 self.cfg.endpoint, self.port)
+        log.info("receiver %s: OTLP/gRPC listening on %s (port %d, %s)", self.ingest.id,
+                 self.cfg.endpoint, self.port, describe(self.cfg.tls, self.cfg.auth))
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:

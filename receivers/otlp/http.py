@@ -5,6 +5,10 @@ when items were rejected); 400 with a google.rpc.Status that says what is wrong;
 limit, checked on the wire and again after decompression; 415 for other content types; 405 for
 other methods; 429 / 503 with Retry-After when the gateway cannot take the data now. The response
 uses the request's encoding (protobuf or JSON).
+
+Before the body is read: a CORS preflight is answered; then the credentials are checked (`auth`:
+401 with WWW-Authenticate) and the listener's concurrency limit (429 with Retry-After). TLS:
+receivers/otlp/tls.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from gateway.endpoints import split_host_port
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import RequestContext
 from gateway.signals import Signal
+from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import HttpConfig
 from receivers.otlp.decode import TooLarge, decompress, parse_json, parse_protobuf, to_json
+from receivers.otlp.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +38,14 @@ _PROTOBUF_TYPES = {PROTOBUF, "application/protobuf"}
 
 
 class OtlpHttpServer:
-    def __init__(self, cfg: HttpConfig, ingest: Ingest) -> None:
+    def __init__(self, cfg: HttpConfig, ingest: Ingest, authenticator: Any = None) -> None:
         self.cfg = cfg
         self.ingest = ingest
+        self.authenticator = authenticator
+        self.inflight = InFlight(cfg.max_concurrent_requests)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._denied = denied_counter(ingest.telemetry)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.cfg.max_request_body_size)
@@ -51,12 +60,17 @@ class OtlpHttpServer:
                                      auto_decompress=False)
         await self._runner.setup()
         host, port = split_host_port(self.cfg.endpoint)
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        context = None
+        if self.cfg.tls is not None:
+            where = f"receivers::{self.ingest.id}::protocols::http::tls"
+            context = ServerTls(self.cfg.tls, where).ssl_context(["http/1.1"])
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=context)
         await site.start()
         server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
         self.port = server.sockets[0].getsockname()[1] if server and server.sockets else port
-        log.info("receiver %s: OTLP/HTTP listening on %s:%d (%s)", self.ingest.id, host,
-                 self.port, ", ".join(paths[s] for s in self.ingest.consumers))
+        log.info("receiver %s: OTLP/HTTP listening on %s:%d (%s; %s)", self.ingest.id, host,
+                 self.port, ", ".join(paths[s] for s in self.ingest.consumers),
+                 describe(self.cfg.tls, self.cfg.auth))
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -71,6 +85,44 @@ class OtlpHttpServer:
     async def _handle(self, signal: Signal, request: web.Request) -> web.StreamResponse:
         if request.method == "OPTIONS" and self.cfg.cors is not None:
             return self._preflight(request)
+        if self.authenticator is not None:
+            refused = self._authenticate(request)
+            if refused is not None:
+                return refused
+        if not self.inflight.try_acquire():
+            self._denied.labels(str(self.ingest.id), "http", "concurrency_limit").inc()
+            resp = self._status(429, code_pb2.RESOURCE_EXHAUSTED,
+                                f"too many concurrent requests on this listener (limit "
+                                f"{self.inflight.limit}); retry later", _is_json(request))
+            resp.headers["Retry-After"] = str(RETRY_AFTER)
+            resp.headers.update(self._cors(request))
+            return resp
+        try:
+            return await self._serve(signal, request)
+        finally:
+            self.inflight.release()
+
+    def _authenticate(self, request: web.Request) -> web.Response | None:
+        """None when the request may go on, else the 401 to answer."""
+        assert self.authenticator is not None
+        headers: Any = request.headers
+        params = self.cfg.auth.request_params if self.cfg.auth is not None else []
+        if params:
+            headers = {}
+            for k, v in request.headers.items():
+                headers.setdefault(k.lower(), v)  # the first of repeated headers, as Go's Get
+            headers.update((p.lower(), request.query[p]) for p in params if p in request.query)
+        try:
+            self.authenticator.authenticate(headers)
+            return None
+        except PermissionError as exc:
+            self._denied.labels(str(self.ingest.id), "http", "unauthenticated").inc()
+            resp = self._status(401, code_pb2.UNAUTHENTICATED, str(exc), _is_json(request))
+            resp.headers["WWW-Authenticate"] = getattr(self.authenticator, "challenge", "Bearer")
+            resp.headers.update(self._cors(request))  # a browser client may read the refusal
+            return resp
+
+    async def _serve(self, signal: Signal, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text="405 method not allowed, supported: [POST]",
                                 headers={"Allow": "POST"})
@@ -93,6 +145,9 @@ class OtlpHttpServer:
         except web.HTTPRequestEntityTooLarge:
             return self._status(413, code_pb2.INVALID_ARGUMENT,
                                 f"request body is over the limit of {limit} bytes", as_json)
+        except ConnectionError:  # the client left before its body was in: no one to answer
+            log.debug("receiver %s: client closed the connection mid-body", self.ingest.id)
+            return web.Response(status=400, text="the request body was cut short")
         except TooLarge:
             return self._status(413, code_pb2.INVALID_ARGUMENT,
                                 f"decompressed body is over the limit of {limit} bytes", as_json)
@@ -142,3 +197,7 @@ class OtlpHttpServer:
         if self.cfg.cors.max_age:
             headers["Access-Control-Max-Age"] = str(self.cfg.cors.max_age)
         return web.Response(status=204, headers=headers)
+
+
+def _is_json(request: web.Request) -> bool:
+    return request.content_type.lower() == JSON

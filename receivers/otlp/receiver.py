@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.component import ComponentID, Consumer, Host
 from gateway.signals import Signal
+from receivers.otlp.auth import resolve
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import OtlpConfig
 from receivers.otlp.grpc import OtlpGrpcServer
@@ -20,12 +21,23 @@ class OtlpReceiver:
 
     async def start(self, host: Host) -> None:
         ingest = Ingest(self.id, self.consumers, host.telemetry)
-        if self.cfg.protocols.grpc is not None:
-            self.grpc = OtlpGrpcServer(self.cfg.protocols.grpc, ingest)
-            await self.grpc.start()
-        if self.cfg.protocols.http is not None:
-            self.http = OtlpHttpServer(self.cfg.protocols.http, ingest)
-            await self.http.start()
+        grpc_cfg, http_cfg = self.cfg.protocols.grpc, self.cfg.protocols.http
+        where = f"receivers::{self.id}::protocols"
+        # every authenticator resolves before a listener opens
+        if grpc_cfg is not None:
+            auth = grpc_cfg.auth and resolve(host, grpc_cfg.auth, f"{where}::grpc::auth")
+            self.grpc = OtlpGrpcServer(grpc_cfg, ingest, auth)
+        if http_cfg is not None:
+            auth = http_cfg.auth and resolve(host, http_cfg.auth, f"{where}::http::auth")
+            self.http = OtlpHttpServer(http_cfg, ingest, auth)
+        try:
+            if self.grpc is not None:
+                await self.grpc.start()
+            if self.http is not None:
+                await self.http.start()
+        except BaseException:
+            await self.shutdown()  # a listener that did open closes again
+            raise
 
     async def shutdown(self) -> None:
         # Stop accepting; requests in flight finish (their batches are flushed downstream).

@@ -1,0 +1,1 @@
+"""`bearertokenauth` extension: bearer-token authentication of the OTLP receivers' clients."""
