@@ -41,9 +41,10 @@ def test_headless_locust_run_is_stored_and_reported(gateway: Gateway, tmp_path: 
     spans = sent("traces") * count_items(Signal.TRACES, payloads.traces(BATCH))
     records = sent("logs") * count_items(Signal.LOGS, payloads.logs(BATCH))
     where = f"cluster_id = '{cluster}'"
-    # Every success locust counted is stored; a request a user had in flight when the run
-    # ended may be stored without being counted (one per user and signal at most).
-    slack = 3
+    # Every success locust counted is stored (nothing acknowledged is lost). Requests that were
+    # in flight when the run's time was up may be stored without being counted: bounded by two
+    # per user (seen: up to 4 with 3 users now that an ack only waits for the gateway's log).
+    slack = 6
     stored_spans = gateway.wait_count("otel_traces", spans, where)
     assert spans <= stored_spans <= spans + slack * count_items(Signal.TRACES,
                                                                 payloads.traces(BATCH))
