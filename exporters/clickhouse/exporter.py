@@ -79,6 +79,16 @@ def queue_directory(cid: ComponentID, cfg: ClickHouseConfig, host: Host) -> Path
     return Path(cfg.path) / "queue" / str(cid).replace("/", "_")
 
 
+def _canonical(signal: Signal, data: bytes) -> bytes | None:
+    """`data` re-encoded by upb without unknown fields, or None when upb cannot read it."""
+    try:
+        message = signal.request_type.FromString(data)
+    except Exception:  # noqa: BLE001 - the insert's own error is the one to report
+        return None
+    message.DiscardUnknownFields()
+    return bytes(message.SerializeToString())
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -215,8 +225,21 @@ class ClickHouseExporter:
         settings = {**p.settings, "insert_deduplication_token": token}
         async with self._slots:
             started = time.perf_counter()
-            await asyncio.to_thread(self.engine.insert, p.insert_sql, data, "ProtobufSingle",
-                                    settings)
+            try:
+                await asyncio.to_thread(self.engine.insert, p.insert_sql, data, "ProtobufSingle",
+                                        settings)
+            except EngineError as exc:
+                # upb takes encodings ClickHouse's Protobuf reader refuses (a known field with
+                # another wire type, unknown groups, 64-bit varints in int32 fields): the batch
+                # as upb understood it, re-encoded, goes in instead
+                canonical = None if exc.retryable else await asyncio.to_thread(
+                    _canonical, signal, data)
+                if canonical is None or canonical == data:
+                    raise
+                log.warning("exporter %s: ClickHouse refused a %s batch as sent (%s); "
+                            "inserting it re-encoded", self.id, signal.value, exc)
+                await asyncio.to_thread(self.engine.insert, p.insert_sql, canonical,
+                                        "ProtobufSingle", settings)
         t = self._telemetry
         t.insert_duration.labels(str(self.id), signal.value).observe(time.perf_counter() - started)
         t.insert_bytes.labels(str(self.id), signal.value).inc(len(data))

@@ -107,6 +107,9 @@ def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
         # a retried INSERT (same insert_deduplication_token) is dropped by every table the views
         # write, not only by the first (older servers default this to 0)
         "deduplicate_blocks_in_dependent_materialized_views": 1,
+        # the tables are partitioned by day: a batch with times over more than 100 days (a
+        # replay, a broken clock, a hostile client) must not fail as a whole
+        "max_partitions_per_insert_block": 0,
     }
     return IngestPlan(signal, ingest, ddl, f"INSERT INTO {ingest}", settings)
 

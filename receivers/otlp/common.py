@@ -1,9 +1,10 @@
-"""What both OTLP transports share: pushing a decoded request into the pipeline, counting the
-outcome with the Collector's receiver metrics, and the response messages."""
+"""What both OTLP transports share: decoding a request body within the limits, pushing the
+message into the pipeline, counting the outcome with the Collector's receiver metrics, and the
+response messages."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -11,18 +12,22 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from prometheus_client import Counter
 
 from gateway.component import ComponentID, Consumer
 from gateway.errors import PermanentError, RetryableError
 from gateway.payload import Payload, RequestContext
 from gateway.signals import Signal
 from gateway.telemetry import SelfTelemetry
+from receivers.otlp.decode import decode_json, decode_protobuf
+from receivers.otlp.limits import DEFAULT_LIMITS, OtlpLimits, truncate_attributes
 from receivers.otlp.validate import reject_invalid
 
 RESPONSE = {Signal.TRACES: ExportTraceServiceResponse, Signal.METRICS: ExportMetricsServiceResponse,
             Signal.LOGS: ExportLogsServiceResponse}
 _REJECTED = {Signal.TRACES: "rejected_spans", Signal.METRICS: "rejected_data_points",
              Signal.LOGS: "rejected_log_records"}
+_LABELS = ["receiver", "transport"]
 
 
 @dataclass
@@ -32,6 +37,25 @@ class Ingest:
     id: ComponentID
     consumers: dict[Signal, Consumer]
     telemetry: SelfTelemetry
+    limits: OtlpLimits = field(default=DEFAULT_LIMITS)
+
+    def __post_init__(self) -> None:
+        t = self.telemetry
+        self._utf8 = t.metric(Counter, "otelgw_receiver_utf8_replacements",
+                              "Invalid UTF-8 sequences in received strings, replaced with U+FFFD.",
+                              _LABELS)
+        self._truncated = t.metric(Counter, "otelgw_receiver_truncated_attribute_values",
+                                   "Attribute values cut to attribute_value_length_limit.",
+                                   _LABELS)
+
+    def decode(self, signal: Signal, body: bytes, as_json: bool,
+               transport: str) -> tuple[Any, bytes | None]:
+        """(message, raw) of a decompressed request body, for push(); raw is None when the
+        message is not the received bytes. Raises PermanentError (TooLarge, TooManyItems)."""
+        decoded = (decode_json if as_json else decode_protobuf)(signal, body, self.limits)
+        if decoded.utf8_replacements:
+            self._utf8.labels(str(self.id), transport).inc(decoded.utf8_replacements)
+        return decoded.message, decoded.raw
 
     async def push(self, signal: Signal, message: Any, raw: bytes | None, transport: str,
                    context: RequestContext) -> Any:
@@ -41,6 +65,8 @@ class Ingest:
         rejected, problem = reject_invalid(signal, message)
         if problem:
             raw = None  # the message changed: serialize it again
+        if self._truncate(signal, message, raw, transport):
+            raw = None
         payload = Payload.from_message(signal, message, context, raw=raw)
         labels = {"receiver": str(self.id), "transport": transport}
         item = signal.item_name
@@ -65,4 +91,11 @@ class Ingest:
             partial.error_message = problem
         return response
 
-
+    def _truncate(self, signal: Signal, message: Any, raw: bytes | None, transport: str) -> int:
+        limit = self.limits.attribute_value_length_limit
+        if not limit or (raw is not None and len(raw) <= limit):
+            return 0  # no value can be longer than the whole request
+        n = truncate_attributes(signal, message, limit)
+        if n:
+            self._truncated.labels(str(self.id), transport).inc(n)
+        return n

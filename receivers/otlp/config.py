@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from gateway.config.types import ComponentConfig
+from receivers.otlp.limits import OtlpLimits
 from receivers.otlp.auth import AuthConfig, HttpAuthConfig
 from receivers.otlp.tls_config import TlsServerConfig, check_grpc
 
@@ -90,3 +91,6 @@ class Protocols(ComponentConfig):
 class OtlpConfig(ComponentConfig):
     protocols: Protocols = Field(default_factory=lambda: Protocols(grpc=GrpcConfig(),
                                                                    http=HttpConfig()))
+    limits: OtlpLimits = Field(default_factory=OtlpLimits,
+                               description="Bounds on one request beyond its size in bytes: "
+                                           "items, attribute value length. An otelgw setting.")

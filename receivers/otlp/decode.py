@@ -1,152 +1,160 @@
-"""Request bodies to OTLP messages: decompression with limits, protobuf and OTLP/JSON decoding.
+"""Request bodies (decompressed by compression.py) to OTLP messages: protobuf and OTLP/JSON.
 
-OTLP/JSON differs from protobuf's canonical JSON mapping in one way that matters here: trace and
-span ids are hex strings, not base64. Everything else (lowerCamelCase or original field names,
-int64 as strings or numbers, enums as integers) protobuf's json_format accepts as is; unknown
-fields are ignored as the OTLP specification requires.
+Everything a client can send ends in a message or in a PermanentError (HTTP 400 /
+INVALID_ARGUMENT, with a message that says what is wrong; TooLarge: 413). Work and memory are
+bounded before the expensive step: the number of items is counted on the wire before upb builds
+them (limits.py), and messages nest at most 100 levels deep, upb's decoding limit.
+
+Normalizations, where the Collector would store what it was given:
+- Invalid UTF-8 in a string (protobuf strings must be UTF-8; upb refuses the whole request, the
+  Collector's decoder does not check and stores the bytes): each maximal invalid sequence becomes
+  U+FFFD, as Go's encoding/json does when it reads such a JSON string, and the rest of the request
+  is stored (`decode_protobuf`; counted in otelgw_receiver_utf8_replacements_total). In OTLP/JSON
+  invalid UTF-8 and unpaired surrogate escapes (\\ud800) are replaced the same way.
+- A JSON object with a repeated key is refused (400), as protobuf's own JSON parser does; pdata
+  would append repeated arrays and keep the last scalar, which no client means to send.
+
+OTLP/JSON is read by otlpjson.py (what it accepts is written there).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import zlib
+from dataclasses import dataclass
 from typing import Any
 
-import zstandard
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from gateway.errors import PermanentError
-from gateway.signals import Signal
+from gateway.signals import Signal, count_items
+from receivers.otlp import otlpjson, wire
+# the transports import the decoding of Content-Encoding from here too
+from receivers.otlp.compression import MAX_MEMBERS, TooLarge, decompress  # noqa: F401
+from receivers.otlp.limits import DEFAULT_LIMITS, OtlpLimits
 
 
-class TooLarge(Exception):
-    """The body (or what it decompresses to) is over the limit."""
+class TooManyItems(PermanentError):
+    """The request holds more items than `max_items_per_request`."""
 
 
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decode a Content-Encoding, refusing (TooLarge) output over `limit` before producing it all.
+# ---------------------------------------------------------------------------- protobuf
 
-    Several gzip members or zstd frames in a row are one body (as Go's readers read them);
-    a truncated stream or bytes after the last member are an error, never a silently shorter body.
-    """
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
+
+@dataclass
+class Decoded:
+    message: Any
+    raw: bytes | None          # the serialized message, when it is exactly what was received
+    utf8_replacements: int = 0
+
+
+def _check_items(signal: Signal, n: int, limits: OtlpLimits, counted: str = "") -> None:
+    """`counted`: how many were counted, when the count stopped short."""
+    limit = limits.max_items_per_request
+    if limit and n > limit:
+        raise TooManyItems(f"the request holds {counted or n} "
+                           f"{signal.item_name.replace('_', ' ')}, "
+                           f"over the limit of {limit} per request (max_items_per_request); "
+                           "send smaller batches")
+
+
+def _precount(signal: Signal, body: bytes, limits: OtlpLimits) -> None:
+    """Refuse a request with too many items before upb builds them. Every item takes at least
+    two bytes, so a small body needs no look."""
+    limit = limits.max_items_per_request
+    if not limit or len(body) // 2 <= limit:
+        return
     try:
-        if encoding in ("gzip", "x-gzip"):
-            return _zlib(body, zlib.MAX_WBITS | 16, limit, several=True)
-        if encoding == "deflate":
-            # RFC 9110 deflate is the zlib format; some clients send raw deflate: tell by the header
-            zlib_header = (len(body) >= 2 and body[0] & 0x0F == 8
-                           and (body[0] << 8 | body[1]) % 31 == 0)
-            return _zlib(body, zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS, limit,
-                         several=False)
-        if encoding == "zstd":
-            return _zstd(body, limit)
-    except (zlib.error, zstandard.ZstdError, EOFError) as exc:
-        raise PermanentError(f"cannot decompress the {encoding} body: {exc}") from None
-    raise PermanentError(f"unsupported Content-Encoding {encoding!r} "
-                         "(supported: gzip, deflate, zstd, identity)")
+        n = wire.count_items(signal, body, limit)
+    except wire.WireError:
+        return  # malformed: upb says what is wrong (and the items are counted after it)
+    if n > limit:
+        _check_items(signal, n, limits, f"more than {limit}")
 
 
-def _zlib(body: bytes, wbits: int, limit: int, several: bool) -> bytes:
-    out = bytearray()
-    data = memoryview(body)
-    while True:
-        d = zlib.decompressobj(wbits)
-        out += d.decompress(data, limit + 1 - len(out))
-        if len(out) > limit or d.unconsumed_tail:
-            raise TooLarge
-        if not d.eof:
-            raise zlib.error("the compressed stream is truncated")
-        rest = d.unused_data
-        if not rest:
-            return bytes(out)
-        if not several:
-            raise zlib.error(f"{len(rest)} unexpected bytes after the end of the stream")
-        data = memoryview(rest)
+def _parse(signal: Signal, body: bytes) -> Any:
+    return signal.request_type.FromString(body)
 
 
-# zstd expands at most ~32768x (a 4-byte RLE block stands for 128 KiB), so feeding the
-# input in slices of limit/32768 bytes bounds what one call can produce to about the limit.
-_ZSTD_RATIO = 1 << 15
-
-
-def _zstd(body: bytes, limit: int) -> bytes:
-    if not body:
-        raise zstandard.ZstdError("the body is empty")
-    out = bytearray()
-    data = memoryview(body)
-    step = max(64, min(1 << 16, limit // _ZSTD_RATIO))
-    pos = 0
-    while pos < len(data):  # one frame per round
-        d = zstandard.ZstdDecompressor().decompressobj()
-        while pos < len(data) and not d.eof:
-            out += d.decompress(data[pos:pos + step])
-            pos += step
-            if len(out) > limit:
-                raise TooLarge
-        if not d.eof:
-            raise zstandard.ZstdError("the compressed stream is truncated")
-        pos = min(pos, len(data)) - len(d.unused_data)  # the next frame starts there
-    return bytes(out)
-
-
-def parse_protobuf(signal: Signal, body: bytes) -> Any:
-    try:
-        return signal.request_type.FromString(body)
-    except DecodeError as exc:
-        raise PermanentError(f"cannot decode the body as a protobuf "
-                             f"{signal.request_type.DESCRIPTOR.name}: {exc}") from None
-
-
-# OTLP/JSON id fields and their length in bytes (an empty string means "no id")
-_ID_BYTES = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8,
-             "parentSpanId": 8, "parent_span_id": 8}
-
-
-def _hex_ids(obj: Any, path: str) -> None:
-    """Rewrite OTLP/JSON hex ids to the base64 protobuf's JSON mapping expects, in place."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            size = _ID_BYTES.get(key)
-            if size is not None and isinstance(value, str):
-                try:
-                    raw = bytes.fromhex(value)
-                except ValueError:
-                    raise PermanentError(f"{path}.{key}: {value!r} is not a hex id") from None
-                if raw and len(raw) != size:
-                    raise PermanentError(f"{path}.{key}: {value!r} is not a valid id: "
-                                         f"{2 * size} hex digits expected") from None
-                obj[key] = base64.b64encode(raw).decode()
-            elif isinstance(value, (dict, list)):
-                _hex_ids(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            _hex_ids(value, f"{path}[{i}]")
-
-
-def parse_json(signal: Signal, body: bytes) -> Any:
+def _decode_error(signal: Signal, exc: DecodeError) -> PermanentError:
     name = signal.request_type.DESCRIPTOR.name
+    text = str(exc)
+    if "MaxDepth" in text:
+        text = (f"messages are nested more than {wire.MAX_DEPTH} levels deep (an AnyValue "
+                "array or kvlist inside another, ~45 times over)")
+    elif "bad UTF-8" in text:
+        text = "a string field is not valid UTF-8"
+    else:
+        text = text.split("': ", 1)[-1] if text.startswith("Error parsing message") else text
+    return PermanentError(f"cannot decode the body as a protobuf {name}: {text}")
+
+
+def decode_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Decoded:
+    """Decode a protobuf Export*ServiceRequest; invalid UTF-8 in strings is replaced (module doc),
+    and then `raw` is None: the received bytes are not the message any more."""
+    _precount(signal, body, limits)
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = _parse(signal, body)
+        raw, replaced = body, 0
+    except DecodeError as exc:
+        if "bad UTF-8" not in str(exc):
+            raise _decode_error(signal, exc) from None
+        try:
+            fixed, replaced = wire.repair_utf8(signal.request_type, body)
+            message = _parse(signal, fixed)
+        except (wire.WireError, DecodeError):
+            raise _decode_error(signal, exc) from None
+        raw = None
+    # the wire count can stop short of a body upb reads differently; this one cannot
+    _check_items(signal, count_items(signal, message), limits)
+    return Decoded(message, raw, replaced)
+
+
+def parse_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:
+    """The request in `body`, exactly: a string that is not UTF-8 is an error here, since the
+    caller passes `body` on as the serialized message (decode_protobuf repairs it)."""
+    _precount(signal, body, limits)
+    try:
+        message = _parse(signal, body)
+    except DecodeError as exc:
+        raise _decode_error(signal, exc) from None
+    _check_items(signal, count_items(signal, message), limits)
+    return message
+
+
+# ---------------------------------------------------------------------------- OTLP/JSON
+
+def decode_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Decoded:
+    name = signal.request_type.DESCRIPTOR.name
+    replaced = 0
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        text = body.decode(errors="replace")
+        replaced = text.count("\ufffd") - body.count(b"\xef\xbf\xbd")
+    text = text.removeprefix("\ufeff")
+    try:
+        doc = json.loads(text, object_pairs_hook=otlpjson.unique_keys)
+    except otlpjson.RepeatedKey as exc:
+        raise PermanentError(f"the JSON body repeats the key {exc.args[0]!r} in one object") \
+            from None
+    except ValueError as exc:
         raise PermanentError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise PermanentError("the JSON body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise PermanentError("the JSON body must be an object")
+    _check_items(signal, otlpjson.count_items(signal, doc), limits)
     message = signal.request_type()
     try:
-        _hex_ids(doc, "$")
-        json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except RecursionError:
-        raise PermanentError(f"the JSON body is nested too deeply for an OTLP {name}") from None
-    except (json_format.ParseError, ValueError, TypeError) as exc:
+        replaced += otlpjson.parse(doc, message)
+    except otlpjson.JsonError as exc:
         raise PermanentError(f"the JSON body is not a valid OTLP {name}: {exc}") from None
-    return message
+    return Decoded(message, None, replaced)
+
+
+def parse_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:
+    return decode_json(signal, body, limits).message
 
 
 def to_json(message: Any) -> bytes:

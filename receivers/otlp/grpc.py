@@ -27,7 +27,6 @@ from gateway.signals import Signal
 from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import GrpcConfig
-from receivers.otlp.decode import parse_protobuf
 from receivers.otlp.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -156,8 +155,8 @@ class OtlpGrpcServer:
 
     async def _export(self, signal: Signal, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            message = parse_protobuf(signal, raw)
-            response = await self.ingest.push(signal, message, raw, "grpc",
+            message, exact = self.ingest.decode(signal, raw, False, "grpc")
+            response = await self.ingest.push(signal, message, exact, "grpc",
                                               self._context(context))
         except PermanentError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

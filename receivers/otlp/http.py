@@ -27,7 +27,7 @@ from gateway.signals import Signal
 from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import HttpConfig
-from receivers.otlp.decode import TooLarge, decompress, parse_json, parse_protobuf, to_json
+from receivers.otlp.decode import TooLarge, decompress, to_json
 from receivers.otlp.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,8 @@ class OtlpHttpServer:
         try:
             body = await request.read()
             body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
-            message = parse_json(signal, body) if as_json else parse_protobuf(signal, body)
-            response = await self.ingest.push(signal, message, None if as_json else body, "http",
+            message, raw = self.ingest.decode(signal, body, as_json, "http")
+            response = await self.ingest.push(signal, message, raw, "http",
                                               self._context(request))
         except web.HTTPRequestEntityTooLarge:
             return self._status(413, code_pb2.INVALID_ARGUMENT,

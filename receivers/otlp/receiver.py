@@ -20,7 +20,7 @@ class OtlpReceiver:
         self.http: OtlpHttpServer | None = None
 
     async def start(self, host: Host) -> None:
-        ingest = Ingest(self.id, self.consumers, host.telemetry)
+        ingest = Ingest(self.id, self.consumers, host.telemetry, self.cfg.limits)
         grpc_cfg, http_cfg = self.cfg.protocols.grpc, self.cfg.protocols.http
         where = f"receivers::{self.id}::protocols"
         # every authenticator resolves before a listener opens

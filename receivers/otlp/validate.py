@@ -2,8 +2,12 @@
 
 pdata (the Collector) refuses a whole request when one trace/span id has the wrong length; we
 reject just those items, store the rest, and say so in `partial_success` (rejected count and a
-message naming the first offenders), as the OTLP specification allows. Metrics without a data
-type are rejected likewise (the contrib exporter fails the whole batch on them).
+message naming the first offenders), as the OTLP specification allows. A span is rejected for
+its links' ids too. Metrics without a data type are rejected likewise (the contrib exporter
+fails the whole batch on them).
+
+Exemplar ids are not checked (that would cost a Python step per data point): one of the wrong
+length is stored as the hex of the bytes sent. Empty ids are valid ("no id") everywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 from gateway.signals import Signal
 
 
-def _bad_ids(item: Any, parent: bool) -> str:
+def _bad_ids(item: Any, parent: bool = False) -> str:
     t, s = len(item.trace_id), len(item.span_id)
     if t not in (0, 16):
         return f"trace_id of {t} bytes (want 16)"
@@ -24,12 +28,25 @@ def _bad_ids(item: Any, parent: bool) -> str:
     return ""
 
 
+def _bad_span(span: Any) -> str:
+    why = _bad_ids(span, parent=True)
+    if not why and span.links:
+        why = next((f"link {i}: {w}" for i, link in enumerate(span.links)
+                    if (w := _bad_ids(link))), "")
+    return why
+
+
 def _filter(items: Any, why: Any, label: str, problems: list[str]) -> int:
     bad = [(i, reason) for i, it in enumerate(items) if (reason := why(it))]
-    for i, reason in reversed(bad):
-        if len(problems) < 3:
-            problems.append(f"{label} {i}: {reason}")
-        del items[i]
+    problems += [f"{label} {i}: {reason}" for i, reason in bad[:max(0, 3 - len(problems))]]
+    if len(bad) <= 16:
+        for i, _ in reversed(bad):
+            del items[i]
+    else:  # each del moves everything behind it: many of them would take quadratic time
+        dropped = {i for i, _ in bad}
+        keep = [it for i, it in enumerate(items) if i not in dropped]
+        del items[:]
+        items.extend(keep)
     return len(bad)
 
 
@@ -40,12 +57,11 @@ def reject_invalid(signal: Signal, request: Any) -> tuple[int, str]:
     if signal is Signal.TRACES:
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
-                rejected += _filter(ss.spans, lambda s: _bad_ids(s, True), "span", problems)
+                rejected += _filter(ss.spans, _bad_span, "span", problems)
     elif signal is Signal.LOGS:
         for rl in request.resource_logs:
             for sl in rl.scope_logs:
-                rejected += _filter(sl.log_records, lambda r: _bad_ids(r, False), "log record",
-                                    problems)
+                rejected += _filter(sl.log_records, _bad_ids, "log record", problems)
     else:
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:

@@ -40,6 +40,9 @@ NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 CUMULATIVE = 2  # AggregationTemporality
 GAUGE, SUM, HISTOGRAM, SUMMARY = "gauge", "sum", "histogram", "summary"
 _MS = 1_000_000
+# pcommon.Timestamp(ms * 1e6): Go's int64 product as uint64 (a time before 1970 wraps)
+_U64 = (1 << 64) - 1
+_COUNT_MAX = 2.0**64  # counts are uint64 in OTLP
 
 # The Collector's metadata for Prometheus's synthetic series (internal/util.go).
 INTERNAL_METADATA = {
@@ -398,7 +401,7 @@ def _hex_id(text: str, size: int) -> bytes | None:
 def _put_exemplars(target: Any, exemplars: list[Exemplar]) -> None:
     for ex in exemplars:
         e = target.add()
-        e.time_unix_nano = ex.ts_ms * _MS
+        e.time_unix_nano = int(ex.ts_ms) * _MS & _U64
         e.as_double = ex.value
         for k, v in ex.labels.items():
             low = k.lower()
@@ -419,8 +422,8 @@ def _number_points(target: Any, fam: Family) -> None:
         dp = target.add()
         _put_attrs(dp.attributes, p.attrs)
         if p.start_ns:
-            dp.start_time_unix_nano = p.start_ns
-        dp.time_unix_nano = p.ts_ms * _MS
+            dp.start_time_unix_nano = p.start_ns & _U64
+        dp.time_unix_nano = p.ts_ms * _MS & _U64
         if p.stale:
             dp.flags = NO_RECORDED_VALUE
         else:
@@ -447,11 +450,14 @@ def _histogram_point(target: Any, p: Point) -> bool:
             log.debug("dropping histogram point whose count is below its largest bucket: %s",
                       p.attrs)
             return False
+        if not _COUNT_MAX > p.count:
+            log.debug("dropping histogram point with a count out of range: %s", p.attrs)
+            return False
     dp = target.add()
     _put_attrs(dp.attributes, p.attrs)
     if p.start_ns:
-        dp.start_time_unix_nano = p.start_ns
-    dp.time_unix_nano = p.ts_ms * _MS
+        dp.start_time_unix_nano = p.start_ns & _U64
+    dp.time_unix_nano = p.ts_ms * _MS & _U64
     dp.explicit_bounds.extend(b for b, _ in parts)
     if p.stale:
         dp.flags = NO_RECORDED_VALUE
@@ -474,11 +480,14 @@ def _histogram_point(target: Any, p: Point) -> bool:
 def _summary_point(target: Any, p: Point) -> bool:
     if not p.has_count:
         return False
+    if not p.stale and not 0 <= p.count < _COUNT_MAX:  # NaN, negative, ±Inf, no uint64
+        log.debug("dropping summary point with a count out of range: %s", p.attrs)
+        return False
     dp = target.add()
     _put_attrs(dp.attributes, p.attrs)
     if p.start_ns:
-        dp.start_time_unix_nano = p.start_ns
-    dp.time_unix_nano = p.ts_ms * _MS
+        dp.start_time_unix_nano = p.start_ns & _U64
+    dp.time_unix_nano = p.ts_ms * _MS & _U64
     if p.stale:
         dp.flags = NO_RECORDED_VALUE
     else:

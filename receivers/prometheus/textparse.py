@@ -273,7 +273,9 @@ class _Parser:
                     labels = split(body)
                     if labels is None:
                         self.lineno = index
-                        self._duplicate(name, pairs(body))
+                        found = pairs(body)
+                        self._duplicate(name, found)
+                        labels = dict(found)  # no duplicate: a value split() cannot cut
                 else:
                     labels = {}
                 entry = by_sample.get(name) or self._resolve(name)
@@ -334,7 +336,9 @@ class _Parser:
                     labels = split(body)
                     if labels is None:
                         self.lineno = index
-                        self._duplicate(name, pairs(body))
+                        found = pairs(body)
+                        self._duplicate(name, found)
+                        labels = dict(found)  # no duplicate: a value split() cannot cut
                 else:
                     labels = {}
                 entry = by_sample.get(name) or self._resolve(name)
@@ -367,10 +371,13 @@ class _Parser:
         raise _LineError('OpenMetrics data does not end with "# EOF"')
 
     def _split(self, body: str) -> dict[str, str] | None:
-        """The labels of a body the fast regex took, or None on a duplicate name.
+        """The labels of a body the fast regex took, or None on a duplicate name or a body it
+        cannot cut (the caller takes the slow path).
 
         Series of one histogram or summary differ only in their last label (le, quantile):
         the pairs before it are split once and copied after that."""
+        if '=",' in body:
+            return None  # a value starting with a comma: `",` is no longer only between pairs
         if body[-1] == ",":
             body = body[:-1]
         cut = body.rfind('",')

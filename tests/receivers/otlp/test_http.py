@@ -201,8 +201,7 @@ def test_garbage_protobuf_is_400_with_a_protobuf_status(gateway: Gateway) -> Non
     (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"name": 42, "kind": "sideways"}]}]}]}).encode(), "ExportTraceServiceRequest"),
     (b"[" * 50_000 + b"]" * 50_000, "JSON"),
-    (b'{"resourceSpans": [{"x": "\xff"}]}', "not valid JSON"),
-], ids=["syntax", "array", "wrong-type", "bad-int64", "bad-enum-and-string", "deep", "utf8"])
+], ids=["syntax", "array", "wrong-type", "bad-int64", "bad-enum-and-string", "deep"])
 def test_bad_json_is_400_with_a_json_status(gateway: Gateway, body: bytes, words: str) -> None:
     reply = post(gateway.http_url, "/v1/traces", body, JSON)
     assert reply.status == 400, reply
