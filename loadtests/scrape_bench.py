@@ -31,23 +31,14 @@ import psutil
 import yaml
 
 from loadtests.bench import CpuSampler
-from loadtests.gatewayproc import Gateway, default_config, free_port, stop_process
+from loadtests.gatewayproc import (Gateway, default_config, free_port, stop_process,
+                                   wait_http)
 from loadtests.scrapetargets import capture_node_exporter
 
 PROMETHEUS = "/usr/bin/prometheus"
 SYNTHETIC = 5  # up, scrape_duration_seconds, scrape_samples_scraped, …_post_metric_relabeling, …_series_added
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def scrape_config(args: argparse.Namespace, ports: list[int]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loadtests.gatewayproc import Gateway, default_config, free_port, stop_process
+from loadtests.gatewayproc import Gateway, default_config, free_port, stop_process, wait_http
 
 NODE_EXPORTER = shutil.which("prometheus-node-exporter")
 PROMETHEUS = shutil.which("prometheus")
@@ -33,16 +33,6 @@ STABLE = ["node_memory_MemTotal_bytes", "node_filesystem_size_bytes", "node_unam
 COLLECTORS = ["meminfo", "filesystem", "uname", "cpu", "loadavg", "stat"]
 
 
-def wait_url(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def prom_api(base: str, path: str, **params: str) -> object:
@@ -60,7 +50,7 @@ def node_exporter() -> Iterator[str]:
             "--collector.disable-defaults", *(f"--collector.{c}" for c in COLLECTORS)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_url(f"http://127.0.0.1:{port}/metrics")
+        wait_http(f"http://127.0.0.1:{port}/metrics")
         yield f"127.0.0.1:{port}"
     finally:
         stop_process(proc)
@@ -93,7 +83,7 @@ def both(node_exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         gw.start()
         base = f"http://127.0.0.1:{port}"
-        wait_url(f"{base}/-/ready")
+        wait_http(f"{base}/-/ready")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # a few scrapes on both sides
             up = prom_api(base, "/api/v1/query", query='count_over_time(up{job="node"}[1m])')
