@@ -10,6 +10,7 @@ from gateway.component import Factory, Kind
 # Each module defines `factory`. One line per component; kept sorted within a kind.
 _FACTORY_MODULES = (
     "receivers.fluentforward.factory",
+    "receivers.k8sevents.factory",
     "receivers.otlp.factory",
     "receivers.prometheus.factory",
     "processors.attributes.factory",

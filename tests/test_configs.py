@@ -36,8 +36,8 @@ def _rbac() -> dict[str, set[str]]:
 
 def test_kubernetes_config_is_complete_and_rbac_covers_it() -> None:
     cfg = load_config(ROOT / "config" / "kubernetes.yaml", env=ENV)
-    assert set(map(str, cfg.receivers)) == {"otlp", "prometheus"}
-    assert {"memory_limiter", "k8sattributes", "resource", "batch"} <= set(
+    assert set(map(str, cfg.receivers)) == {"otlp", "prometheus", "k8s_events"}
+    assert {"memory_limiter", "k8sattributes", "resource"} <= set(
         map(str, cfg.processors))
     ch = cfg.exporters[ComponentID("clickhouse")].config
     assert ch.endpoint == "http://clickhouse:8123"  # a server, not the embedded store

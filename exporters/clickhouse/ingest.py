@@ -5,7 +5,9 @@ exporter's own view, otel_traces_trace_id_ts. Metrics pass through a second Null
 per data point with every target column (flatten.Flattening.stage), so the costly flattening is
 planned once per INSERT and the five metrics views only select from it.
 
-Both engines run exactly the statements produced here.
+Both engines run exactly the statements produced here. On a Distributed layout the views write
+to the Distributed tables (the reader names), which send each row to its shard by the sharding
+key; the chain exists on every node, so any node can take the INSERT (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporters.clickhouse import schema
+from exporters.clickhouse.aggregations import AggregationsConfig, aggregation_ddl
 from exporters.clickhouse.flatten import FLATTENINGS, Flattening
+from exporters.clickhouse.k8sevents import k8s_events_view_ddl
 from exporters.clickhouse.protoschema import message_name, schema_text
 from gateway.signals import Signal
 
@@ -77,7 +81,10 @@ def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
     structure = ", ".join(f"`{name}` {type_}" for name, type_ in f.structure)
     selects = [t.select("{source}") for t in f.targets]
     stage = [_stage_structure(f), f.stage.select("{source}")] if f.stage else []
-    fp = schema.fingerprint(schema_text(signal), structure, *stage, *selects)
+    # on a Distributed layout the views write elsewhere: a chain of their own, so a database that
+    # moves to it gets new views instead of keeping the old ones (CREATE … IF NOT EXISTS)
+    layout = [o.qualified(t.table) + "/distributed" for t in f.targets] if o.distributed else []
+    fp = schema.fingerprint(schema_text(signal), structure, *stage, *selects, *layout)
     prefix = _ingest_prefix(signal, o)
     db = schema.quote(o.database)
     ingest = f"{db}.{schema.quote(f'{prefix}_{fp}')}"
@@ -111,11 +118,17 @@ def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
         # replay, a broken clock, a hostile client) must not fail as a whole
         "max_partitions_per_insert_block": 0,
     }
+    if o.distributed and o.foreground_insert:
+        # the INSERT returns once every shard stored its rows (by default a Distributed table
+        # queues them on this node's disk and acknowledges before any shard has them)
+        settings["distributed_foreground_insert"] = 1
     return IngestPlan(signal, ingest, ddl, f"INSERT INTO {ingest}", settings)
 
 
-def schema_ddl(o: schema.SchemaOptions) -> list[str]:
-    """Every statement that creates the tables, in dependency order (tables before views)."""
+def schema_ddl(o: schema.SchemaOptions,
+               aggregations: AggregationsConfig | None = None) -> list[str]:
+    """Every statement that creates the tables, in dependency order (tables before views), with
+    the enabled pre-aggregations."""
     db = f"CREATE DATABASE IF NOT EXISTS {schema.quote(o.database)}"
     if o.cluster:
         db += f" {o.on_cluster}"
@@ -124,6 +137,12 @@ def schema_ddl(o: schema.SchemaOptions) -> list[str]:
               schema.create_trace_id_ts_mv(o), schema.create_table(schema.LOGS, o)]
     stmts += [schema.create_table(t, o) for t in schema.METRIC_TABLES]
     stmts.append(schema.create_table(schema.K8S_EVENTS, o, o.k8s_events_ttl_seconds))
+    # the Distributed tables (none on one node), before the views that write to them
+    for t in (*schema.DEDUPLICATED, schema.K8S_EVENTS):
+        stmts += o.distributed_ddl(t.key)
+    stmts += k8s_events_view_ddl(o)
     for signal in Signal:
         stmts += plan(signal, o).ddl
+    if aggregations is not None:
+        stmts += aggregation_ddl(o, aggregations)
     return stmts

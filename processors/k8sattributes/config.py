@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway import goregex
 from gateway.config.types import ComponentConfig, Duration
+from gateway.kube.config import KubeAPIConfig
 from gateway.kube.selectors import parse_label_selector
 
 # What `extract.metadata` may name (the Collector's list; anything else is an error).
@@ -175,14 +176,7 @@ class ExcludeConfig(ComponentConfig):
         return [goregex.compile(n) for n in names]
 
 
-class K8sAttributesConfig(ComponentConfig):
-    auth_type: Literal["none", "serviceAccount", "kubeConfig", "tls"] = Field(
-        "serviceAccount", description="How to reach the API server: serviceAccount (in-cluster "
-        "token), kubeConfig (KUBECONFIG / ~/.kube/config), none, tls.")
-    context: str = Field("", description="kubeconfig context to use (auth_type kubeConfig).")
-    kube_api_qps: float = Field(0, ge=0, description="Accepted for compatibility (client-side "
-                                "rate limit; a watch makes few requests).")
-    kube_api_burst: int = Field(0, ge=0, description="Accepted for compatibility.")
+class K8sAttributesConfig(KubeAPIConfig):
     passthrough: bool = Field(False, description="Only add k8s.pod.ip from the connection; no "
                               "API access.")
     extract: ExtractConfig = Field(default_factory=ExtractConfig,

@@ -6,7 +6,6 @@ import pytest
 
 from exporters.clickhouse import schema
 from exporters.clickhouse.config import ClickHouseConfig
-from exporters.clickhouse.exporter import schema_options
 from exporters.clickhouse.ingest import schema_ddl
 
 
@@ -39,7 +38,7 @@ def test_config_table_names_and_cluster() -> None:
         "database": "otel", "traces_table_name": "spans", "metrics_table_name": "m",
         "metrics_tables": {"gauge": {"name": "gauges"}}, "cluster_name": "prod",
         "ttl": "72h", "table_engine": {"name": "ReplicatedMergeTree"}})
-    stmts = schema_ddl(schema_options(cfg))
+    stmts = schema_ddl(cfg.schema_options())
     text = "\n".join(stmts)
     assert stmts[0] == 'CREATE DATABASE IF NOT EXISTS "otel" ON CLUSTER "prod"'
     assert 'CREATE TABLE IF NOT EXISTS "otel"."spans" ON CLUSTER "prod"' in text
@@ -50,5 +49,5 @@ def test_config_table_names_and_cluster() -> None:
 
 
 def test_default_database_is_not_created() -> None:
-    stmts = schema_ddl(schema_options(ClickHouseConfig()))
+    stmts = schema_ddl(ClickHouseConfig().schema_options())
     assert not any(s.startswith("CREATE DATABASE") for s in stmts)

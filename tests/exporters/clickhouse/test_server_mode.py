@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from exporters.clickhouse.config import ClickHouseConfig
-from exporters.clickhouse.exporter import schema_options
 from exporters.clickhouse.ingest import schema_ddl
 from loadtests.gatewayproc import Gateway, default_config, free_port
 from tests import oracle, payloads
@@ -252,7 +251,7 @@ def test_server_down_at_start(tmp_path: Path, gateways: Gateways) -> None:
         ch.start()
         # the operator creates the schema (create_schema: false): the same DDL, over HTTP
         cfg = ClickHouseConfig(database=database)
-        for stmt in schema_ddl(schema_options(cfg)):
+        for stmt in schema_ddl(cfg.schema_options()):
             ch.sql(stmt, fmt="TabSeparated")
         status, _, out = _post(gw, "traces", body)
         assert status == 200, out

@@ -1,0 +1,1 @@
+"""The `k8s_events` receiver: Kubernetes events as OTLP log records, each occurrence once."""
