@@ -26,13 +26,13 @@ def _default_config() -> str:
     return str(local if local.exists() else _REPO_DEFAULT)
 
 
-def _load(path: str) -> GatewayConfig:
+def _load(path: str, warn: bool = True) -> GatewayConfig:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         print(f"otelgw: {path}: {redact(str(exc))}", file=sys.stderr)
         raise SystemExit(2) from None
-    for warning in cfg.warnings:
+    for warning in cfg.warnings if warn else ():
         print(f"otelgw: warning: {redact(warning)}", file=sys.stderr)
     return cfg
 
@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway import logs
     from gateway.service import Service
 
-    cfg = _load(args.config)
+    cfg = _load(args.config, warn=not args.worker_index)  # the owner has said it once
     tel = cfg.service.telemetry.logs
     sampling = tel.sampling
     logs.setup(tel.level, tel.encoding, logs.Sampler(sampling.tick, sampling.initial,
@@ -53,13 +53,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         runner = asyncio.run
+    if args.worker_index:
+        from gateway.workers.worker import run_worker
+
+        main: Any = run_worker(cfg, args.worker_index, args.owner_socket)
+    else:
+        main = Service(cfg, args.workers, str(Path(args.config).resolve())).run()
     try:
-        runner(Service(cfg).run())
+        runner(main)
     except (OSError, GatewayError) as exc:  # a port in use, a store that refuses us, …
         logging.getLogger("otelgw").debug("start-up failed", exc_info=True)
         print(f"otelgw: cannot start: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes from 1 to "
+                                         "256, or 'auto'")
+    return n
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -121,15 +141,12 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from exporters.clickhouse.exporter import schema_options
     from exporters.clickhouse.ingest import schema_ddl
 
-    options = schema_options(_clickhouse(_load(args.config), args.exporter))
-    if args.cluster:
-        from dataclasses import replace
-
-        options = replace(options, cluster=args.cluster)
-    for stmt in schema_ddl(options):
+    cfg = _clickhouse(_load(args.config), args.exporter)
+    if args.cluster:  # as cluster_name in the config: its replication/distributed options apply
+        cfg = cfg.model_copy(update={"cluster_name": args.cluster})
+    for stmt in schema_ddl(cfg.schema_options(), cfg.aggregations):
         print(stmt.rstrip() + ";\n")
     return 0
 
@@ -147,7 +164,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="Collector-style YAML (default: config/gateway.yaml)")
         return p
 
-    with_config(sub.add_parser("run", help="run the gateway")).set_defaults(fn=cmd_run)
+    r = with_config(sub.add_parser("run", help="run the gateway"))
+    r.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="processes sharing the receivers' ports (SO_REUSEPORT); 'auto': one "
+                        "per CPU (default: 1)")
+    # how the gateway starts its own worker processes (gateway/workers)
+    r.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    r.add_argument("--owner-socket", default="", help=argparse.SUPPRESS)
+    r.set_defaults(fn=cmd_run)
     with_config(sub.add_parser("validate", help="check a configuration, exit non-zero on error")
                 ).set_defaults(fn=cmd_validate)
     q = with_config(sub.add_parser("query", help="run a read-only SQL query on the store"))
@@ -156,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--exporter", help="clickhouse exporter id, when there are several")
     q.set_defaults(fn=cmd_query)
     s = with_config(sub.add_parser("schema", help="print the DDL the clickhouse exporter runs"))
-    s.add_argument("--cluster", help="emit ON CLUSTER DDL for this cluster")
+    s.add_argument("--cluster", help="emit ON CLUSTER DDL for this cluster (overrides "
+                   "cluster_name; replication and distributed come from the config)")
     s.add_argument("--exporter", help="clickhouse exporter id, when there are several")
     s.set_defaults(fn=cmd_schema)
     args = parser.parse_args(argv)

@@ -2,15 +2,24 @@
 
 Names follow the Collector's internal telemetry (otelcol_receiver_accepted_spans_total, …) so the
 dashboards and alerts people already have for a Collector work against otelgw.
+
+With --workers the owner's exposition is the sum over the gateway's processes: each worker sends
+`snapshot()` over its handover socket, the owner keeps the latest per worker (`set_remote`) and
+sums them with its own series by name and labels. When a worker exits its counters and histograms
+are kept (`retire_remote`: cumulative series never go down), its gauges dropped. The owner's
+uptime is the gateway's; the other process metrics add up (CPU and memory of all processes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
 
+from gateway.process_metrics import UPTIME, ProcessMetrics
 from gateway.signals import Signal
 
 _ITEMS = [s.item_name for s in Signal]
@@ -19,12 +28,54 @@ _ITEMS = [s.item_name for s in Signal]
 # The Collector exposes no *_created series; dashboards written for it do not expect them.
 disable_created_metrics()
 
+# JSON shape of one metric family: [name, type, help, [[sample name, [[label, value], …], value]]]
+Family = list[Any]
+_CUMULATIVE = {"counter", "histogram", "summary"}
+_OWN_ONLY = {UPTIME}  # the gateway's uptime is the owner's, not a sum
+
+
+def _to_json(metric: Metric) -> Family:
+    return [metric.name, metric.type, metric.documentation,
+            [[s.name, sorted(s.labels.items()), s.value] for s in metric.samples]]
+
+
+class _Families:
+    """What generate_latest() reads: anything with collect()."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _sum(sources: Iterable[Iterable[Family]]) -> list[Metric]:
+    meta: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in sources:
+        for name, kind, doc, samples in families:
+            meta.setdefault(name, (kind, doc))
+            series = values.setdefault(name, {})
+            for sample, labels, value in samples:
+                key = (sample, tuple(tuple(pair) for pair in labels))
+                series[key] = series.get(key, 0.0) + value
+    out = []
+    for name, (kind, doc) in meta.items():
+        metric = Metric(name, doc, kind)
+        for (sample, labels), value in values[name].items():
+            metric.add_sample(sample, dict(labels), value)
+        out.append(metric)
+    return out
+
 
 class SelfTelemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._own: dict[str, Any] = {}
+        self._remote: dict[Any, list[Family]] = {}
+        self._retired: list[Family] = []
         r = self.registry
+        r.register(ProcessMetrics())
 
         def per_item(prefix: str, labels: list[str], doc: str) -> dict[str, Counter]:
             return {i: Counter(f"{prefix}_{i}", doc.format(i.replace("_", " ")), labels,
@@ -81,5 +132,27 @@ class SelfTelemetry:
             found = self._own[name] = kind(name, doc, labels, registry=self.registry, **kwargs)
         return found
 
+    def snapshot(self) -> list[Family]:
+        """This process's series, for the owner to add up (see the module docstring)."""
+        return [_to_json(m) for m in self.registry.collect() if m.name not in _OWN_ONLY]
+
+    def set_remote(self, source: Any, families: list[Family]) -> None:
+        self._remote[source] = families
+
+    def retire_remote(self, source: Any) -> None:
+        """`source` (a worker process) has exited: its cumulative series stay in the sums."""
+        families = self._remote.pop(source, None)
+        if families:
+            kept = [f for f in families if f[1] in _CUMULATIVE]
+            self._retired = _to_families_json(_sum([self._retired, kept]))
+
     def exposition(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not self._remote and not self._retired:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        own = [_to_json(m) for m in self.registry.collect()]
+        merged = _sum([own, self._retired, *self._remote.values()])
+        return generate_latest(_Families(merged)), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+
+
+def _to_families_json(metrics: list[Metric]) -> list[Family]:
+    return [_to_json(m) for m in metrics]

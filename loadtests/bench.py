@@ -1,18 +1,27 @@
 """Benchmark: how many items/s one gateway sustains into the embedded store, with zero loss.
 
     python -m loadtests.bench [--seconds 20] [--concurrency 8] [--batch 1000] [--signals traces,logs]
-                              [--queue batch|always|never|off]
+                              [--queue batch|always|never|off] [--rate ITEMS_PER_S]
+                              [--send-batch-size N] [--queue-batch MIN_SIZE] [--max-size N]
+                              [--flush-timeout D] [--consumers N]
 
-Starts a gateway (embedded chDB) on free loopback ports, drives it at its maximum with
-pre-serialized OTLP/HTTP protobuf requests from concurrent clients, then checks that the rows in
-ClickHouse equal the items acknowledged. Reports items/s, ack latency p50/p99, CPU seconds per
-100k items (whole process = gateway + embedded engine; and the event-loop thread alone, the
-Python side), and peak RSS. With the sending queue on (`--queue`: its fsync policy; `off`: no
-queue, an acknowledgement waits for the INSERT) an acknowledgement means "on disk", so the rate
-at which rows reach ClickHouse is reported too (stored_items_per_s: until the last row is
-stored). Then measures the ceiling (loadtests/ceiling.py: the engine inserting the same rows
-from prepared Native blocks, no gateway) and the gateway/ceiling ratio. Writes a JSON result
-and a PNG chart (throughput and CPU over time) under loadtests/results/.
+Starts a gateway (embedded chDB) on free loopback ports with the recommended production
+configuration (loadtests.gatewayproc's default_config with PRODUCTION_QUEUE_BATCH; the options
+override parts of it), drives it with
+pre-serialized OTLP/HTTP protobuf requests, then checks that the rows in ClickHouse equal the
+items acknowledged. Without `--rate` concurrent clients send back to back (the maximum); with
+it requests leave on a fixed schedule (open loop, up to `--max-inflight` at once) and latency
+counts from the scheduled time, so a gateway that falls behind shows it.
+
+Reports items/s, ack latency p50/p99, CPU seconds per 100k items until the last of them is
+stored (whole process = gateway + embedded engine; and the event-loop thread alone, the Python
+side), and peak RSS. With the sending queue on (`--queue`: its fsync policy; `off`: no queue, an
+acknowledgement waits for the INSERT) an acknowledgement means "on disk", so the rate at which
+rows reach ClickHouse is reported too (stored_items_per_s: until the last row is stored): the
+sustained rate is the lower of the two. Then measures the ceiling (loadtests/ceiling.py: the
+engine inserting the same rows from prepared Native blocks, no gateway) and the gateway/ceiling
+ratio. Writes a JSON result and a PNG chart (throughput and CPU over time) under
+loadtests/results/.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import yaml
 
 from gateway.signals import Signal, count_items
 from loadtests import payloads
-from loadtests.gatewayproc import Gateway
+from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway
 
 TABLE = {Signal.TRACES: "otel_traces", Signal.LOGS: "otel_logs",
          Signal.METRICS: "otel_metrics_gauge"}
@@ -74,38 +83,82 @@ class CpuSampler:
         self._thread.join()
 
 
+class Acks:
+    """What the clients of one run got back."""
+
+    HEADERS = {"Content-Type": "application/x-protobuf"}
+
+    def __init__(self, items: int) -> None:
+        self.items = items
+        self.latencies: list[float] = []
+        self.timeline: list[tuple[float, int]] = []  # (monotonic time, items acked so far)
+        self.acked = self.failed = 0
+
+    async def post(self, session: aiohttp.ClientSession, url: str, body: bytes,
+                   since: float) -> None:
+        """Sends one request; its latency counts from `since` (perf_counter)."""
+        async with session.post(url, data=body, headers=self.HEADERS) as r:
+            await r.read()
+            if r.status == 200:
+                self.acked += self.items
+                self.latencies.append(time.perf_counter() - since)
+                self.timeline.append((time.monotonic(), self.acked))
+            else:
+                self.failed += 1
+
+    def result(self, elapsed: float) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {"acked_items": self.acked, "failed_requests": self.failed,
+                "elapsed_s": elapsed, "timeline": self.timeline,
+                "ack_p50_ms": 1000 * statistics.median(lat) if lat else None,
+                "ack_p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else None}
+
+
+async def drive_rate(url: str, bodies: list[bytes], items: int, seconds: float, rate: float,
+                     max_inflight: int) -> dict[str, Any]:
+    """Requests on a fixed schedule (`rate` items/s); one that finds `max_inflight` requests
+    under way waits, and its latency still counts from its scheduled time."""
+    acks = Acks(items)
+    interval = items / rate
+    slots = asyncio.Semaphore(max_inflight)
+
+    async def one(n: int, due: float, session: aiohttp.ClientSession) -> None:
+        async with slots:
+            await acks.post(session, url, bodies[n % len(bodies)], due)
+
+    started = time.monotonic()
+    tasks = []
+    connector = aiohttp.TCPConnector(limit=max_inflight)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                     connector=connector) as session:
+        t0 = time.perf_counter()
+        n = 0
+        while n * interval < seconds:
+            due = t0 + n * interval
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n, due, session)))
+            n += 1
+        await asyncio.gather(*tasks)
+    return {"offered_items_per_s": rate, **acks.result(time.monotonic() - started)}
+
+
 async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
                 concurrency: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    timeline: list[tuple[float, int]] = []  # (monotonic time, items acknowledged so far)
-    acked = failed = 0
+    acks = Acks(items)
     deadline = time.monotonic() + seconds
-    headers = {"Content-Type": "application/x-protobuf"}
 
     async def client(i: int, session: aiohttp.ClientSession) -> None:
-        nonlocal acked, failed
         n = i
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            async with session.post(url, data=bodies[n % len(bodies)], headers=headers) as r:
-                await r.read()
-                if r.status == 200:
-                    acked += items
-                    latencies.append(time.perf_counter() - started)
-                    timeline.append((time.monotonic(), acked))
-                else:
-                    failed += 1
+            await acks.post(session, url, bodies[n % len(bodies)], time.perf_counter())
             n += concurrency
 
     started = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(*(client(i, session) for i in range(concurrency)))
-    elapsed = time.monotonic() - started
-    latencies.sort()
-    return {"acked_items": acked, "failed_requests": failed, "elapsed_s": elapsed,
-            "timeline": timeline,
-            "ack_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
-            "ack_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None}
+    return acks.result(time.monotonic() - started)
 
 
 def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
@@ -117,15 +170,18 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
     with CpuSampler(gw.proc.pid) as cpu:
         cpu0, main0 = cpu.times()
         started = time.monotonic()
-        result = asyncio.run(drive(f"{gw.http_url}/v1/{signal.value}", bodies, items,
-                                   args.seconds, args.concurrency))
+        url = f"{gw.http_url}/v1/{signal.value}"
+        result = asyncio.run(
+            drive_rate(url, bodies, items, args.seconds, args.rate, args.max_inflight)
+            if args.rate else drive(url, bodies, items, args.seconds, args.concurrency))
+        where = f"cluster_id = '{cluster}'"
+        expected = result["acked_items"]
+        if signal is Signal.METRICS:  # a third of the points are gauges
+            expected = expected // 3
+        # the CPU until every acknowledged item is stored: with the queue, storing lags
+        stored = gw.wait_count(TABLE[signal], expected, where, timeout=120)
+        until_stored = time.monotonic() - started
         cpu1, main1 = cpu.times()
-    where = f"cluster_id = '{cluster}'"
-    expected = result["acked_items"]
-    if signal is Signal.METRICS:  # a third of the points are gauges
-        expected = expected // 3
-    stored = gw.wait_count(TABLE[signal], expected, where, timeout=120)
-    until_stored = time.monotonic() - started
     acked = result["acked_items"]
     per_100k = 1e5 / acked if acked else 0.0
     t0 = cpu.samples[0]["t"] if cpu.samples else 0.0
@@ -192,14 +248,64 @@ def chart(out: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def configure(config: dict[str, Any], args: argparse.Namespace) -> None:
+    """default_config with PRODUCTION_QUEUE_BATCH and the command line's changes."""
+    batch = config["processors"]["batch"]
+    if args.send_batch_size is not None:  # the batch processor in front of the exporter, or not
+        batch["send_batch_size"] = args.send_batch_size
+        for pipeline in config["service"]["pipelines"].values():
+            pipeline["processors"] = [p for p in pipeline["processors"] if p != "batch"] + \
+                (["batch"] if args.send_batch_size else [])
+    if args.batch_timeout is not None:
+        batch["timeout"] = args.batch_timeout
+    queue = config["exporters"]["clickhouse"].setdefault("sending_queue", {})
+    if args.queue == "off":
+        queue.clear()
+        queue["enabled"] = False
+        return
+    queue["fsync"] = args.queue
+    queue["batch"] = dict(PRODUCTION_QUEUE_BATCH)
+    if args.consumers is not None:
+        queue["num_consumers"] = args.consumers
+    if args.queue_batch == 0:
+        queue.pop("batch", None)
+        return
+    merge = queue["batch"]
+    for key, value in (("min_size", args.queue_batch), ("max_size", args.max_size),
+                       ("flush_timeout", args.flush_timeout)):
+        if value is not None:
+            merge[key] = value
+    if merge.get("max_size") and merge["max_size"] < merge.get("min_size", 8192):
+        merge["max_size"] = merge.get("min_size", 8192)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1000, help="items per request")
     parser.add_argument("--signals", default="traces,logs,metrics")
-    parser.add_argument("--send-batch-size", type=int, default=8192,
-                        help="the gateway's batch send_batch_size (items per INSERT)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="offered items/s per signal on a fixed schedule (0: clients send "
+                             "back to back, the maximum)")
+    parser.add_argument("--max-inflight", type=int, default=64,
+                        help="with --rate: requests under way at most")
+    parser.add_argument("--send-batch-size", type=int, default=None,
+                        help="the batch processor's send_batch_size (0: no batch processor; "
+                             "default: gatewayproc.default_config's)")
+    parser.add_argument("--batch-timeout", default=None,
+                        help="the batch processor's timeout (default: default_config's)")
+    parser.add_argument("--queue-batch", type=int, default=None,
+                        help="sending_queue::batch::min_size in items (0: no batching in the "
+                             "queue; default: PRODUCTION_QUEUE_BATCH's)")
+    parser.add_argument("--max-size", type=int, default=None,
+                        help="sending_queue::batch::max_size in items (default: "
+                             "PRODUCTION_QUEUE_BATCH's)")
+    parser.add_argument("--flush-timeout", default=None,
+                        help="sending_queue::batch::flush_timeout (default: "
+                             "PRODUCTION_QUEUE_BATCH's)")
+    parser.add_argument("--consumers", type=int, default=None,
+                        help="sending_queue::num_consumers (default: default_config's)")
     parser.add_argument("--ceiling-seconds", type=float, default=10,
                         help="how long to measure the engine alone (0: skip)")
     parser.add_argument("--queue", default="batch", choices=["batch", "always", "never", "off"],
@@ -210,14 +316,13 @@ def main() -> None:
     out: dict[str, Any] = {"run": run_id, "cpus": psutil.cpu_count(), "results": []}
     with tempfile.TemporaryDirectory(prefix="otelgw-bench-") as tmp:
         gw = Gateway(Path(tmp))
-        gw.config["processors"]["batch"] = {"send_batch_size": args.send_batch_size,
-                                            "timeout": "200ms"}
-        gw.config["exporters"]["clickhouse"]["sending_queue"] = (
-            {"enabled": False} if args.queue == "off" else {"fsync": args.queue})
+        configure(gw.config, args)
         gw.config_path.write_text(yaml.safe_dump(gw.config, sort_keys=False))
         gw.start()
-        out["send_batch_size"] = args.send_batch_size
+        out["config"] = {k: gw.config[k] for k in ("processors", "exporters")}
+        out["pipeline"] = gw.config["service"]["pipelines"]["traces"]
         out["queue"] = args.queue
+        out["rate"] = args.rate
         try:
             for name in args.signals.split(","):
                 res = run_signal(gw, Signal(name.strip()), args, run_id)

@@ -56,7 +56,20 @@ def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM
     return proc.returncode
 
 
+# `sending_queue::batch` as recommended for production on 2 cores (loadtests/bench.py runs with
+# it): an INSERT costs ~0.2 CPU-s however small (ClickHouse plans the flattening views on each),
+# so 64k items per INSERT, or what came within a second at lower rates. Its INSERTs hold a few
+# hundred MiB more in the embedded engine than 8k-item ones: a memory_limiter's limit_mib needs
+# that room.
+PRODUCTION_QUEUE_BATCH = {"flush_timeout": "1s", "min_size": 65536, "max_size": 65536}
+
+
 def default_config(data_dir: Path, ports: dict[str, int]) -> dict[str, Any]:
+    """The production shape with test-sized INSERTs: requests go straight into the exporter's
+    queue on disk, acknowledged within milliseconds, and the queue merges them into INSERTs of
+    up to 8192 items (PRODUCTION_QUEUE_BATCH for the production size; tests that measure memory
+    keep the process near its idle size with these). The batch processor is defined for tests
+    that put it into a pipeline; in front of a merging queue it only delays acknowledgements."""
     return {
         "receivers": {"otlp": {"protocols": {
             "grpc": {"endpoint": f"127.0.0.1:{ports['grpc']}"},
@@ -64,10 +77,12 @@ def default_config(data_dir: Path, ports: dict[str, int]) -> dict[str, Any]:
         "processors": {"batch": {"send_batch_size": 8192, "timeout": "50ms"}},
         "exporters": {"clickhouse": {
             "path": str(data_dir),
+            "sending_queue": {"batch": {"flush_timeout": "200ms", "min_size": 8192,
+                                        "max_size": 8192}},
             "query_endpoint": {"enabled": True, "endpoint": f"127.0.0.1:{ports['query']}"}}},
         "service": {
             "telemetry": {"metrics": {"address": f"127.0.0.1:{ports['metrics']}"}},
-            "pipelines": {s: {"receivers": ["otlp"], "processors": ["batch"],
+            "pipelines": {s: {"receivers": ["otlp"], "processors": [],
                               "exporters": ["clickhouse"]}
                           for s in ("traces", "metrics", "logs")}},
     }
@@ -75,8 +90,9 @@ def default_config(data_dir: Path, ports: dict[str, int]) -> dict[str, Any]:
 
 class Gateway:
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None,
-                 ports: dict[str, int] | None = None) -> None:
+                 ports: dict[str, int] | None = None, workers: int = 1) -> None:
         self.workdir = workdir
+        self.workers = workers  # `otelgw run --workers N`
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = ports or {k: free_port() for k in ("grpc", "http", "query", "metrics")}
         self.data_dir = workdir / "data"
@@ -102,7 +118,8 @@ class Gateway:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
+             *(["--workers", str(self.workers)] if self.workers > 1 else [])],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
@@ -135,6 +152,16 @@ class Gateway:
 
     def count(self, table: str, where: str = "1") -> int:
         return int(self.rows(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"])
+
+    def self_metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The samples of its :8888/metrics: {(sample name, sorted label pairs): value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            text = resp.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples}
 
     def wait_count(self, table: str, expected: int, where: str = "1",
                    timeout: float = 30) -> int:

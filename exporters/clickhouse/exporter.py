@@ -11,7 +11,10 @@ PermanentError.
 Every INSERT carries an `insert_deduplication_token`: the batch's id, the same for every attempt
 (kept in the log across restarts), and the tables keep a deduplication window
 (schema.DEDUP_WINDOW), so a retry of an insert that did land (a timeout, a crash before the log
-recorded it) is stored once.
+recorded it) is stored once. With `sending_queue::batch` the queue merges queued batches into
+one INSERT (an INSERT has a large fixed cost: ClickHouse plans the flattening views on each);
+the merged INSERT's token is kept in the log with its members, so it too is the same for every
+attempt, before and after a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exporters.clickhouse import schema
+from exporters.clickhouse import k8sevents, schema
 from exporters.clickhouse.config import ClickHouseConfig
 from exporters.clickhouse.engines import Engine, EngineError
 from exporters.clickhouse.ingest import IngestPlan, plan, schema_ddl
@@ -35,12 +38,6 @@ from gateway.queue.durable import Batch, DurableQueue
 from gateway.signals import Signal
 
 log = logging.getLogger(__name__)
-
-
-def schema_options(cfg: ClickHouseConfig) -> schema.SchemaOptions:
-    return schema.SchemaOptions(database=cfg.database, cluster=cfg.cluster_name,
-                                engine=cfg.table_engine.sql(), ttl_seconds=cfg.ttl,
-                                table_names=cfg.table_names())
 
 
 def open_engine(cfg: ClickHouseConfig) -> Engine:
@@ -97,7 +94,7 @@ class ClickHouseExporter:
     def __init__(self, cid: ComponentID, cfg: ClickHouseConfig) -> None:
         self.id = cid
         self.cfg = cfg
-        self.options = schema_options(cfg)
+        self.options = cfg.schema_options()
         self.engine: Engine | None = None
         self.plans: dict[Signal, IngestPlan] = {s: plan(s, self.options) for s in Signal}
         self.queue: DurableQueue | None = None
@@ -115,8 +112,10 @@ class ClickHouseExporter:
         where = getattr(self.engine, "endpoint", "") or f"embedded store at {self.cfg.path}"
         try:
             if self.cfg.create_schema:
-                for stmt in schema_ddl(self.options):
+                await self._check_layout()
+                for stmt in schema_ddl(self.options, self.cfg.aggregations):
                     await asyncio.to_thread(self.engine.command, stmt)
+                await self._drop_stale_views()
                 await self._check_deduplication()
             elif self.cfg.endpoint:
                 where += " (connects on the first insert: create_schema is false)"
@@ -138,10 +137,41 @@ class ClickHouseExporter:
             await self.shutdown()
             raise
 
+    async def _check_layout(self) -> None:
+        """A distributed layout over a database that still holds single-node tables under the
+        reader names: CREATE … IF NOT EXISTS would keep them and every row would stay on the
+        node that took the INSERT. Stop instead."""
+        assert self.engine is not None
+        keys = [t.key for t in (*schema.DEDUPLICATED, schema.K8S_EVENTS)]
+        sql = schema.misplaced_tables_query(self.options, keys)
+        if sql is None:
+            return
+        rows = (await asyncio.to_thread(self.engine.query, sql, "TSV")).decode().splitlines()
+        if rows:
+            found = ", ".join(r.replace("\t", " (", 1) + ")" for r in rows)
+            raise ConfigError([f"exporters::{self.id}::distributed: database "
+                               f"{self.cfg.database} holds tables that are not Distributed "
+                               f"under the reader names: {found}; move them first "
+                               "(docs/scaling.md, step 5)"])
+
+    async def _drop_stale_views(self) -> None:
+        """The k8s_events view watches otel_logs, which every otelgw version writes: a view of an
+        earlier definition would copy every event a second time. Drop those."""
+        assert self.engine is not None
+        out = await asyncio.to_thread(self.engine.query, k8sevents.stale_views_query(self.options),
+                                      "TSV")
+        for name in out.decode().split():
+            cluster = f" {self.options.on_cluster}" if self.options.on_cluster else ""
+            log.info("exporter %s: dropping %s (an earlier definition of the k8s_events view)",
+                     self.id, name)
+            await asyncio.to_thread(self.engine.command, f"DROP VIEW IF EXISTS "
+                                    f"{schema.quote(self.cfg.database)}.{schema.quote(name)}"
+                                    f"{cluster}")
+
     async def _check_deduplication(self) -> None:
         """Tables created before otelgw set a deduplication window keep none: say so once."""
         assert self.engine is not None
-        names = ", ".join(_literal(self.options.name(t.key)) for t in schema.DEDUPLICATED)
+        names = ", ".join(_literal(self.options.local_name(t.key)) for t in schema.DEDUPLICATED)
         sql = (f"SELECT name FROM system.tables WHERE database = {_literal(self.cfg.database)} AND "
                f"name IN ({names}) AND engine IN ('MergeTree', 'ReplacingMergeTree') AND NOT "
                "match(engine_full, 'non_replicated_deduplication_window = [1-9]') FORMAT TSV")

@@ -1,5 +1,6 @@
-"""`sending_queue` and `retry_on_failure`: the Collector exporterhelper's options (v0.129), plus
-what a queue on disk needs (`directory`, `fsync`, `drain_timeout`).
+"""`sending_queue` and `retry_on_failure`: the Collector exporterhelper's options (v0.129, with
+its `sending_queue::batch`), plus what a queue on disk needs (`directory`, `fsync`,
+`drain_timeout`).
 
 An exporter embeds both models in its config; a subclass may change a default (the ClickHouse
 exporter runs fewer consumers than the Collector's 10, as its inserts are large).
@@ -19,6 +20,33 @@ class Fsync(enum.Enum):
     ALWAYS = "always"
     BATCH = "batch"
     NEVER = "never"
+
+
+class BatchSettings(ComponentConfig):
+    """`sending_queue::batch`: consumers merge queued requests into larger exports. Requests are
+    acknowledged as they enter the queue, so batching here adds no latency for clients (the
+    batch processor holds them until their batch is exported)."""
+
+    flush_timeout: Duration = Field(0.2, gt=0, description=(
+        "Longest a queued request waits for others to share its export with."))
+    min_size: int = Field(8192, ge=0, description=(
+        "An export goes out as soon as it holds this much, in `sizer` units."))
+    max_size: int = Field(0, ge=0, description=(
+        "Upper bound of an export, in `sizer` units (0: none). otelgw: while every consumer "
+        "is busy, exports waiting for one are merged further, up to this size (not with 0), "
+        "so exports grow with the load. Requests are merged, never split: a single request "
+        "larger than this is exported alone (split large requests with the batch processor's "
+        "send_batch_max_size)."))
+    sizer: Literal["items", "bytes"] = Field("items", description=(
+        "What `min_size` and `max_size` count: `items` (spans, data points, log records) or "
+        "`bytes` (of the serialized OTLP requests)."))
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSettings:
+        if self.max_size and self.max_size < self.min_size:
+            raise ValueError(f"max_size ({self.max_size}) must be 0 or at least min_size "
+                             f"({self.min_size})")
+        return self
 
 
 class QueueSettings(ComponentConfig):
@@ -60,6 +88,11 @@ class QueueSettings(ComponentConfig):
     drain_timeout: Duration = Field(15.0, ge=0, description=(
         "otelgw: on shutdown, how long consumers go on exporting what is queued; what is left "
         "stays on disk and is sent after the next start."))
+    batch: BatchSettings | None = Field(None, description=(
+        "Merge consecutive queued requests of a signal into one export (absent: each request "
+        "is exported alone; present, even empty, turns merging on with the defaults below). "
+        "A merged export keeps one deduplication identity across retries and restarts. "
+        "Ignored when `enabled` is false."))
 
     @model_validator(mode="before")
     @classmethod
@@ -72,6 +105,9 @@ class QueueSettings(ComponentConfig):
                 raise ValueError("blocking (deprecated) and block_on_overflow disagree: "
                                  "set block_on_overflow only")
             data["block_on_overflow"] = blocking
+        if isinstance(data, dict) and "batch" in data and data["batch"] is None:
+            # `batch:` with nothing under it turns batching on with its defaults
+            data = {**data, "batch": {}}
         return data
 
     @model_validator(mode="after")
@@ -82,6 +118,11 @@ class QueueSettings(ComponentConfig):
                              "acknowledge only what the destination stored")
         if self.storage and self.directory:
             raise ValueError("set either storage (a storage extension) or directory, not both")
+        b = self.batch
+        if self.enabled and b is not None and b.sizer == self.sizer \
+                and b.min_size > self.queue_size:
+            raise ValueError(f"batch::min_size ({b.min_size}) must be at most queue_size "
+                             f"({self.queue_size}): a batch that size could never form")
         return self
 
 

@@ -13,6 +13,14 @@ for every batch: an outage only fills the queue (and then refuses clients), it n
 A batch that keeps failing while other batches go through is the problem itself: after
 `max_elapsed_time` it goes to the dead-letter directory too.
 
+With `batch` set, consumers merge consecutive queued batches of a signal into one export (the
+concatenation of serialized requests parses as one request). Each export first gets a group
+record in the log naming its members; its token is the one every attempt carries, before and
+after a restart, so an export that landed before a crash and is sent again is dropped by the
+destination however the queue would merge after the restart. A merged export the destination
+refuses is taken apart and its batches exported one by one, so one bad batch goes to the
+dead-letter directory alone.
+
 Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
 leaves the rest in the log for the next start.
 """
@@ -31,9 +39,13 @@ from prometheus_client import Counter, Gauge
 
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.queue.backoff import Backoff
+from gateway.queue.batcher import Batcher, Job, Ready
 from gateway.queue.config import Fsync, QueueSettings, RetrySettings
 from gateway.queue.deadletter import DeadLetters
 from gateway.queue.wal import (
+    BATCHABLE,
+    GROUP,
+    KIND_MASK,
     MAX_PAYLOAD,
     CorruptRecordError,
     QueueLockedError,
@@ -74,7 +86,10 @@ class DurableQueue:
         self.dead_letters = DeadLetters(directory / "dead_letter", cfg.fsync is not Fsync.NEVER)
         self.used = 0                  # in sizer units: what counts against queue_size
         self.batches = 0
-        self._ready: asyncio.Queue[Record] = asyncio.Queue()
+        self._ready = Ready(cfg.batch)
+        self._batchers: dict[int, Batcher] = {}
+        if cfg.batch is not None:
+            self._batchers = {kind: Batcher(cfg.batch, self._ready_group) for kind in SIGNAL}
         self._room = asyncio.Event()   # replaced after each wake-up
         self._progress = asyncio.Event()
         self._closing = asyncio.Event()
@@ -98,9 +113,13 @@ class DurableQueue:
             raise OSError(f"exporter {self.owner}: cannot open its sending queue in "
                           f"{self.directory}: {exc} (see sending_queue.directory / storage)") \
                 from exc
+        grouped = {r for _, members in self.wal.groups for r in members}
+        for group, members in self.wal.groups:  # exported as they were before the stop
+            self._ready.put(Job(members, group))
         for rec in pending:
             self._count(rec, +1)
-            self._ready.put_nowait(rec)
+            if rec not in grouped:
+                self._enqueue(rec)
         if self._t is not None:
             self._bytes_gauge = self._t.metric(
                 Gauge, "otelgw_exporter_queue_bytes",
@@ -118,7 +137,10 @@ class DurableQueue:
         if pending:
             items = sum(r.items for r in pending)
             log.info("exporter %s: %d batches (%d items) in the queue at %s from before the "
-                     "last stop are being sent", self.owner, len(pending), items, self.directory)
+                     "last stop are being sent%s", self.owner, len(pending), items,
+                     self.directory, f"; {len(grouped)} of them as the {len(self.wal.groups)} "
+                     "merged exports they were in, which may have been stored already"
+                     if grouped else "")
         self._accepting = True
         loop = asyncio.get_running_loop()
         self._consumers = [loop.create_task(self._consume(), name=f"{self.owner}-consumer-{i}")
@@ -132,6 +154,9 @@ class DurableQueue:
         self._accepting = False
         self._wake_room()  # writers blocked on a full queue give up
         await self.wal.flushed()
+        for batcher in self._batchers.values():  # what is queued goes out now
+            batcher.immediate = True
+            batcher.flush()
         deadline = time.monotonic() + self.cfg.drain_timeout
         while self.batches and time.monotonic() < deadline:
             self._progress.clear()
@@ -140,6 +165,8 @@ class DurableQueue:
             except TimeoutError:
                 break
         self._closing.set()
+        for batcher in self._batchers.values():
+            batcher.close()
         for task in list(self._idle):
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
@@ -161,7 +188,8 @@ class DurableQueue:
         cost = self._cost(items, len(data))
         await self._reserve(cost, signal, items)
         self.batches += 1
-        fut = self.wal.submit(KIND[signal], items, data)
+        kind = KIND[signal] | (BATCHABLE if self._batchers else 0)
+        fut = self.wal.submit(kind, items, data)
         fut.add_done_callback(lambda f: self._unreserve(f, cost))
         try:
             await asyncio.shield(fut)
@@ -201,7 +229,18 @@ class DurableQueue:
         room.set()
 
     def _ready_put(self, rec: Record) -> None:
-        self._ready.put_nowait(rec)
+        if not rec.kind & GROUP:  # a group record is written by the consumer that exports it
+            self._enqueue(rec)
+
+    def _enqueue(self, rec: Record) -> None:
+        batcher = self._batchers.get(rec.kind & KIND_MASK)
+        if batcher is not None and rec.kind & BATCHABLE:
+            batcher.add(rec)
+        else:  # without the flag it may have been sent alone before a restart: alone again
+            self._ready.put(Job([rec], alone=True))
+
+    def _ready_group(self, records: list[Record]) -> None:
+        self._ready.put(Job(records))
 
     def _count(self, rec: Record, sign: int) -> None:
         self.used += sign * self._cost(rec.items, rec.size)
@@ -215,61 +254,131 @@ class DurableQueue:
         while not self._closing.is_set():
             self._idle.add(task)
             try:
-                rec = await self._ready.get()
+                job = await self._ready.get()
             finally:
                 self._idle.discard(task)
             if self._closing.is_set():
                 return  # stays in the log
             try:
-                await self._deliver(rec)
+                await self._deliver(job)
             except Exception:  # a bug must not stop the consumer; the record stays on disk
                 log.exception("exporter %s: consumer failed on a queued batch", self.owner)
 
-    async def _deliver(self, rec: Record) -> None:
-        signal = SIGNAL.get(rec.kind)
+    async def _deliver(self, job: Job) -> None:
+        signal = SIGNAL.get(job.records[0].kind & KIND_MASK)
+        read, data = await asyncio.to_thread(self._read, job.records, signal is not None)
+        records: list[Record] = []
+        for rec, got in zip(job.records, read, strict=True):
+            if isinstance(got, bytes) and signal is not None:
+                records.append(rec)
+            elif isinstance(got, bytes):
+                await self._dead_letter(rec, None, got, f"unknown signal kind {rec.kind}")
+            else:
+                await self._dead_letter(rec, signal, b"", f"the queued batch cannot be read: "
+                                                          f"{got}")
+        group = job.group
+        if records and group is None and not job.alone:
+            group = await self._write_group(records)
+            if group is None:
+                return  # closing: stays in the log
+        if not records:
+            self._release(group)  # its members are done
+            return
+        items = sum(r.items for r in records)
+        token = (group or records[0]).token.hex()
+        outcome = await self._attempts(Batch(signal, items, data, token))
+        if outcome is None:
+            return  # closing: stays in the log
+        if not outcome:
+            if self._t is not None:
+                self._t.exporter_sent[signal.item_name].labels(**self._labels).inc(items)
+            for rec in records:
+                self._done(rec)
+        elif len(records) == 1:
+            await self._dead_letter(records[0], signal, data, outcome)
+        else:
+            assert group is not None
+            log.warning("exporter %s: an export of %d merged batches (%d %s) failed; they are "
+                        "exported one by one, so only a bad one is set aside: %s", self.owner,
+                        len(records), items, signal.item_name, outcome)
+            try:
+                self.wal.dissolve(group)
+            except OSError as exc:  # after a restart the members' own groups are the newer
+                log.warning("exporter %s: cannot record the split of a merged export in the "
+                            "queue: %s", self.owner, exc)
+            for rec in records:
+                await self._deliver(Job([rec], alone=not self._batchers))
+            return
+        self._release(group)
+
+    def _release(self, group: Record | None) -> None:
+        if group is None:
+            return
         try:
-            data = await asyncio.to_thread(self.wal.read, rec)
-        except (CorruptRecordError, OSError) as exc:
-            await self._dead_letter(rec, signal, b"", f"the queued batch cannot be read: {exc}")
-            return
-        if signal is None:
-            await self._dead_letter(rec, None, data, f"unknown signal kind {rec.kind}")
-            return
-        batch = Batch(signal, rec.items, data, rec.token.hex())
+            self.wal.release(group)
+        except OSError as exc:  # its segment stays; the next start finds the group done
+            log.warning("exporter %s: cannot clean up the queue: %s", self.owner, exc)
+
+    def _read(self, records: list[Record],
+               join: bool) -> tuple[list[bytes | Exception], bytes]:
+        """Each record's payload (or why it cannot be read) and, with `join`, the payloads
+        that could be read as one request (in this thread: megabytes are copied)."""
+        out: list[bytes | Exception] = []
+        for rec in records:
+            try:
+                out.append(self.wal.read(rec))
+            except (CorruptRecordError, OSError) as exc:
+                out.append(exc)
+        data = b"".join(p for p in out if isinstance(p, bytes)) if join else b""
+        return out, data
+
+    async def _write_group(self, records: list[Record]) -> Record | None:
+        """The group record of an export, written before its first attempt; None when the
+        queue closes before it could be written."""
+        backoff = Backoff(self.retry)
+        while True:
+            try:
+                return await self.wal.append_group(records[0].kind, records)
+            except OSError as exc:
+                wait = backoff.next()
+                log.warning("exporter %s: cannot write the sending queue, retrying in %.1fs: "
+                            "%s", self.owner, wait, exc)
+                if await self._sleep(wait):
+                    return None
+
+    async def _attempts(self, batch: Batch) -> str | None:
+        """Exports `batch` until it is sent (""), is to be set aside (the reason), or the queue
+        closes (None)."""
         backoff = Backoff(self.retry)
         first = time.monotonic()
         warned = False
+        item_name = batch.signal.item_name
         while True:
             try:
                 await self._export(batch)
             except PermanentError as exc:
-                await self._dead_letter(rec, signal, data, str(exc))
-                return
+                return str(exc)
             except Exception as exc:
                 if self._closing.is_set():
-                    return
+                    return None
                 elapsed = time.monotonic() - first
                 reason = self._give_up(first, elapsed, exc)
                 if reason:
-                    await self._dead_letter(rec, signal, data, reason)
-                    return
+                    return reason
                 if self.retry.max_elapsed_time and elapsed >= self.retry.max_elapsed_time \
                         and not warned:
                     warned = True
                     log.error("exporter %s: a batch of %d %s still fails after %.0fs while "
-                              "every export fails; it stays queued: %s", self.owner, rec.items,
-                              signal.item_name, elapsed, exc)
+                              "every export fails; it stays queued: %s", self.owner,
+                              batch.items, item_name, elapsed, exc)
                 wait = backoff.next()
                 log.warning("exporter %s: export of %d %s failed, retrying in %.1fs: %s",
-                            self.owner, rec.items, signal.item_name, wait, exc)
+                            self.owner, batch.items, item_name, wait, exc)
                 if await self._sleep(wait):
-                    return
+                    return None
                 continue
             self._last_success = time.monotonic()
-            if self._t is not None:
-                self._t.exporter_sent[signal.item_name].labels(**self._labels).inc(rec.items)
-            self._done(rec)
-            return
+            return ""
 
     def _give_up(self, first: float, elapsed: float, exc: Exception) -> str:
         if not self.retry.enabled:

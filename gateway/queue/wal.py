@@ -14,6 +14,18 @@ or after a restart, carries it, so the destination can drop a repeat. (Not a has
 two batches with the same bytes are two batches, as without a queue.) An ack entry is
 `offset (u64) | crc of the offset (u32)`.
 
+Batches exported together are tied by a group record (kind with GROUP set), written before the
+first attempt: its payload lists the members as `segment (u64) | offset (u64)`, its token is the
+one every attempt of the merged export carries. Replay rebuilds each group from the members
+still pending, so an export that landed before a crash is repeated with the same members and
+token, and dropped by the destination. A group that was exported is never acked on disk: it is
+done once its members are (in memory it counts as done at once); a group taken apart after the
+destination refused it is acked, with an fsync, before its members go anywhere else. Where two
+groups claim a member, the newer one holds it: a newer claim is only made after the older
+group's attempt failed. Batches written by a queue that merges carry BATCHABLE: when one is
+pending without a group it was never attempted, so replay may merge it freely; one without the
+flag may have been sent alone under its own token and is sent alone again.
+
 Appends are group-committed: appends that arrive while the log writes (and fsyncs) one group wait
 and go out together with the next one, so one fsync covers many batches (`Fsync.BATCH`).
 
@@ -37,7 +49,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.queue.config import Fsync
@@ -50,10 +62,14 @@ _LEN = struct.Struct("<I")
 _BODY = struct.Struct("<BI16s")  # kind, items, token
 _ACK = struct.Struct("<QI")      # offset, crc32 of the offset
 _OFFSET = struct.Struct("<Q")
+_REF = struct.Struct("<QQ")      # a group member: segment, offset
 OVERHEAD = _HEAD.size + _BODY.size
 MAX_PAYLOAD = 2**32 - 1 - _BODY.size  # the body length is a u32
 SEGMENT_BYTES = 32 * 2**20
 _IOV = 512  # buffers per writev (the kernel takes at most IOV_MAX = 1024)
+GROUP = 0x80       # kind flag: a group record
+BATCHABLE = 0x40   # kind flag: written by a queue that records every export as a group
+KIND_MASK = 0x3F
 
 
 class QueueLockedError(OSError):
@@ -78,6 +94,10 @@ class Record:
         """Bytes on disk."""
         return OVERHEAD + self.size
 
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.segment, self.offset
+
 
 @dataclass
 class _Segment:
@@ -89,6 +109,8 @@ class _Segment:
     sealed: bool = False    # no longer appended to
     read_fd: int | None = None
     ack_fd: int | None = None
+    # other segments whose records its groups hold: their acks reach the disk before it goes
+    refers: set[int] = field(default_factory=set)
 
     @property
     def ack_path(self) -> Path:
@@ -129,6 +151,8 @@ class WriteAheadLog:
         self._pending: deque[tuple[int, int, bytes, asyncio.Future[Record]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._io: ThreadPoolExecutor | None = None
+        # after open(): pending groups, oldest first, with their pending members
+        self.groups: list[tuple[Record, list[Record]]] = []
 
     # -- opening and replay (blocking: run in a thread)
 
@@ -138,16 +162,18 @@ class WriteAheadLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         pending: list[Record] = []
+        refs: dict[Record, list[tuple[int, int]]] = {}
         for path in sorted(self.directory.glob("*.wal")):
             try:
                 seg = _Segment(int(path.stem), path, sealed=True)
             except ValueError:
                 continue
-            found = self._scan(seg)
+            pending += self._scan(seg, refs)
             seg.bytes = path.stat().st_size
             self._segments[seg.id] = seg
             self.disk_bytes += seg.bytes + self._size(seg.ack_path)
-            pending += found
+        pending = self._regroup(pending, refs)
+        for seg in list(self._segments.values()):
             if seg.done >= seg.records:
                 self._delete(seg)
         for ack in self.directory.glob("*.ack"):
@@ -189,7 +215,29 @@ class WriteAheadLog:
                 acked.add(offset)
         return acked
 
-    def _scan(self, seg: _Segment) -> list[Record]:
+    def _regroup(self, pending: list[Record],
+                 refs: dict[Record, list[tuple[int, int]]]) -> list[Record]:
+        """Sets `groups` from the pending group records; returns the pending batches."""
+        batches = {r.position: r for r in pending if not r.kind & GROUP}
+        claims: dict[tuple[int, int], Record] = {}
+        for group, members in refs.items():  # oldest first: the newest claim stays
+            for pos in members:
+                if pos in batches:
+                    claims[pos] = group
+        held: dict[Record, list[Record]] = {g: [] for g in refs}
+        for pos, group in claims.items():
+            held[group].append(batches[pos])
+        for group, members in held.items():
+            if members:
+                members.sort(key=lambda r: r.position)
+                self.groups.append((group, members))
+            else:  # exported (its members are done) or emptied by a newer claim
+                self._segments[group.segment].done += 1
+            self._segments[group.segment].refers.update(
+                s for s, _ in refs[group] if s != group.segment)
+        return list(batches.values())
+
+    def _scan(self, seg: _Segment, refs: dict[Record, list[tuple[int, int]]]) -> list[Record]:
         acked = self._read_acks(seg)
         size = self._size(seg.path)
         if size == 0:
@@ -216,6 +264,11 @@ class WriteAheadLog:
                 seg.records += 1
                 if pos in acked:
                     seg.done += 1
+                elif rec.kind & GROUP:
+                    start = pos + OVERHEAD
+                    refs[rec] = [(s, o) for s, o in _REF.iter_unpack(
+                        mm[start:start + rec.size - rec.size % _REF.size])]
+                    found.append(rec)
                 else:
                     found.append(rec)
                 pos += rec.length
@@ -237,6 +290,15 @@ class WriteAheadLog:
 
     async def append(self, kind: int, items: int, payload: bytes) -> Record:
         return await asyncio.shield(self.submit(kind, items, payload))
+
+    async def append_group(self, kind: int, members: list[Record]) -> Record:
+        """Writes the group record of `members` (batches of signal `kind`, to be exported
+        together); its token is the export's."""
+        payload = b"".join(_REF.pack(m.segment, m.offset) for m in members)
+        group = await self.append((kind & KIND_MASK) | GROUP, sum(m.items for m in members),
+                                  payload)
+        self._note_refers(group, members)
+        return group
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -322,6 +384,12 @@ class WriteAheadLog:
             self.disk_bytes += written
         return list(batch)
 
+    def _note_refers(self, group: Record, members: list[Record]) -> None:
+        with self._lock:
+            seg = self._segments.get(group.segment)
+            if seg is not None:
+                seg.refers.update(m.segment for m in members if m.segment != group.segment)
+
     def _rotate(self) -> None:
         """Seals the active segment (if any) and starts the next one."""
         with self._lock:
@@ -367,23 +435,50 @@ class WriteAheadLog:
                                      f"{seg.path.name} no longer matches its checksum")
         return raw[OVERHEAD:]
 
-    def ack(self, rec: Record) -> None:
-        """`rec` is done; deletes its segment once nothing in it is pending."""
+    def ack(self, rec: Record, sync: bool = False) -> None:
+        """`rec` is done; deletes its segment once nothing in it is pending. `sync`: the ack
+        reaches the disk before this returns (per the fsync policy)."""
         with self._lock:
-            seg = self._segments.get(rec.segment)
+            seg = self._count_done(rec)
             if seg is None:
-                return
-            seg.done += 1
-            if seg.sealed and seg.done >= seg.records:
-                self._delete(seg)
                 return
             if seg.ack_fd is None:
                 seg.ack_fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.write(seg.ack_fd, _ack_entry(rec.offset))
             self.disk_bytes += _ACK.size
+            if sync and self.fsync is not Fsync.NEVER:
+                os.fdatasync(seg.ack_fd)
+
+    def release(self, group: Record) -> None:
+        """A group whose members are acked is done: nothing is written (replay finds it done
+        by its members)."""
+        with self._lock:
+            self._count_done(group)
+
+    def _count_done(self, rec: Record) -> _Segment | None:
+        """Caller holds the lock. The segment of `rec`, unless it is gone or, with `rec` done,
+        nothing in it is pending any more (then it is deleted)."""
+        seg = self._segments.get(rec.segment)
+        if seg is None:
+            return None
+        seg.done += 1
+        if seg.sealed and seg.done >= seg.records:
+            self._delete(seg)
+            return None
+        return seg
+
+    def dissolve(self, group: Record) -> None:
+        """The group will not be exported: acked on disk before its members go elsewhere."""
+        self.ack(group, sync=True)
 
     def _delete(self, seg: _Segment) -> None:
         """Caller holds the lock (or runs before the log is shared)."""
+        if self.fsync is not Fsync.NEVER:
+            # its groups go with it: the acks of their members elsewhere must not be lost
+            # in a crash, or those members would come back without their group
+            for other in sorted(seg.refers):
+                if other in self._segments:
+                    self._sync_acks(self._segments[other])
         for fd in (seg.read_fd, seg.ack_fd):
             if fd is not None:
                 os.close(fd)
@@ -397,6 +492,19 @@ class WriteAheadLog:
             except FileNotFoundError:
                 pass
         self._segments.pop(seg.id, None)
+
+    def _sync_acks(self, seg: _Segment) -> None:
+        try:
+            if seg.ack_fd is not None:
+                os.fdatasync(seg.ack_fd)
+            elif seg.ack_path.exists():
+                fd = os.open(seg.ack_path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            log.warning("queue %s: cannot fsync %s: %s", self.directory, seg.ack_path.name, exc)
 
     @property
     def is_open(self) -> bool:

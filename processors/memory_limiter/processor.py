@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from gateway.component import ComponentID, Consumer, Host
 from gateway.errors import RefusedError
@@ -44,8 +44,8 @@ class MemoryLimiterProcessor:
         self._started = False
 
     async def start(self, host: Host) -> None:
+        # the process RSS is reported once, by gateway/process_metrics.py
         self._accepted, self._refused = _counters(host, str(self.id), self.signal)
-        _rss_gauge(host, self.limiter)
         self.limiter.start()
         self._started = True
 
@@ -78,13 +78,3 @@ def _counters(host: Host, processor: str, signal: Signal) -> tuple[Any, Any]:
         ["processor"])
     return accepted.labels(processor=processor), refused.labels(processor=processor)
 
-
-def _rss_gauge(host: Host, limiter: MemoryLimiter) -> None:
-    """The Collector's otelcol_process_memory_rss, as this limiter last measured it."""
-    try:
-        gauge = host.telemetry.metric(Gauge, "otelcol_process_memory_rss",
-                                      "Total physical memory (resident set size)", [])
-    except ValueError:  # the service already exposes it under this name
-        log.debug("otelcol_process_memory_rss is registered elsewhere; not adding it")
-        return
-    gauge.set_function(lambda: limiter.rss)

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from gateway.endpoints import split_host_port
+from gateway.workers import shared_ports
 from receivers.fluentforward import decode
 from receivers.fluentforward.config import FluentForwardConfig, unix_path
 from receivers.fluentforward.connection import READ_SIZE, Connection, Counters, Deliver
@@ -59,14 +60,17 @@ class ForwardServer:
             log.info("receiver %s: Fluent forward listening on unix socket %s", self.name, path)
             return
         host, port = split_host_port(self.cfg.endpoint)
-        self._server = await asyncio.start_server(self._serve, host, port, limit=READ_SIZE)
+        shared = shared_ports() or None  # --workers: the gateway's processes share the port
+        self._server = await asyncio.start_server(self._serve, host, port, limit=READ_SIZE,
+                                                  reuse_port=shared)
         self.port = self._server.sockets[0].getsockname()[1]
         try:
             if self.cfg.udp_heartbeat:
                 loop = asyncio.get_running_loop()
                 for sock in self._server.sockets:  # the addresses TCP bound, on the same port
                     transport, _ = await loop.create_datagram_endpoint(
-                        _Heartbeat, local_addr=sock.getsockname()[:2], family=sock.family)
+                        _Heartbeat, local_addr=sock.getsockname()[:2], family=sock.family,
+                        reuse_port=shared)
                     self._udp.append(transport)
         except BaseException:
             await self.stop(0)

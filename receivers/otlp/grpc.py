@@ -24,6 +24,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import RequestContext
 from gateway.signals import Signal
+from gateway.workers import shared_ports
 from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import GrpcConfig
@@ -114,7 +115,10 @@ class OtlpGrpcServer:
 
     async def start(self) -> None:
         limit = self.cfg.max_recv_msg_size_mib * 1024 * 1024
-        options = [("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
+        # gRPC sets SO_REUSEPORT by default, which would let a second gateway bind our port
+        # without an error; only the processes of one gateway (--workers) share it
+        options = [("grpc.max_receive_message_length", limit),
+                   ("grpc.so_reuseport", 1 if shared_ports() else 0)]
         if self.cfg.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", self.cfg.max_concurrent_streams))
         credentials = None
@@ -133,12 +137,16 @@ class OtlpGrpcServer:
             handlers.append(grpc.method_handlers_generic_handler(SERVICES[signal],
                                                                  {"Export": method}))
         self._server.add_generic_rpc_handlers(handlers)
-        if credentials is None:
-            self.port = self._server.add_insecure_port(self.cfg.endpoint)
-        else:
-            self.port = self._server.add_secure_port(self.cfg.endpoint, credentials)
+        try:  # grpcio answers a port in use with 0 or, since 1.5x, RuntimeError
+            if credentials is None:
+                self.port = self._server.add_insecure_port(self.cfg.endpoint)
+            else:
+                self.port = self._server.add_secure_port(self.cfg.endpoint, credentials)
+        except RuntimeError:
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {self.cfg.endpoint}")
+            raise OSError(f"cannot listen on {self.cfg.endpoint}: the port is in use (another "
+                          "gateway?) or the address is not one of this host's")
         await self._server.start()
         log.info("receiver %s: OTLP/gRPC listening on %s (port %d, %s)", self.ingest.id,
                  self.cfg.endpoint, self.port, describe(self.cfg.tls, self.cfg.auth))

@@ -24,6 +24,7 @@ from gateway.endpoints import split_host_port
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.payload import RequestContext
 from gateway.signals import Signal
+from gateway.workers import shared_ports
 from receivers.otlp.auth import RETRY_AFTER, InFlight, denied_counter, describe
 from receivers.otlp.common import Ingest
 from receivers.otlp.config import HttpConfig
@@ -64,7 +65,8 @@ class OtlpHttpServer:
         if self.cfg.tls is not None:
             where = f"receivers::{self.ingest.id}::protocols::http::tls"
             context = ServerTls(self.cfg.tls, where).ssl_context(["http/1.1"])
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=context)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=context,
+                           reuse_port=shared_ports() or None)  # --workers: one port, N processes
         await site.start()
         server = site._server  # noqa: SLF001 - the bound port when 0 was asked for
         self.port = server.sockets[0].getsockname()[1] if server and server.sockets else port

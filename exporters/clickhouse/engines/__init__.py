@@ -37,10 +37,11 @@ class Engine(ABC):
     def close(self) -> None: ...
 
 
-# ClickHouse error codes that mean "this data/statement is wrong", not "try again later".
+# ClickHouse error codes that mean "this data/statement is wrong", not "try again later"; 395
+# (throwIf in a view) and 469 (a CHECK constraint) fail the same data again on every retry.
 PERMANENT_CODES = {
     6, 26, 27, 32, 33, 38, 41, 43, 44, 47, 53, 60, 62, 69, 70, 72, 76, 81, 117, 130, 131, 135,
-    167, 173, 180, 215, 386, 403, 404, 433, 434, 435, 436, 437, 438, 444, 497,
+    167, 173, 180, 215, 386, 395, 403, 404, 433, 434, 435, 436, 437, 438, 444, 469, 497,
 }
 
 

@@ -3,10 +3,18 @@
 chDB serialises statements per connection, so inserts use a small pool of connections (they run
 in parallel and release the GIL) and reads get a connection of their own: queries answer while
 ingest runs.
+
+An INSERT reads its data from a file (`INSERT … FROM INFILE`), one per insert connection under
+`<path>/.inserts`, rewritten for each INSERT: chDB 26.9's streaming insert (`send_insert`)
+reports success when the INSERT fails after its input was read (a CHECK constraint, an exception
+in a materialized view), which would let the sending queue drop a batch that was never stored,
+and inline data in the query text loses the leading newline byte every OTLP request starts with.
+The file stays in the page cache (it is not fsynced): the cost is one memory copy.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -27,6 +35,20 @@ def _settings_clause(settings: Settings | None) -> str:
         else:
             parts.append(f"{key} = {value}")
     return " SETTINGS " + ", ".join(parts)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _quote_path(path: Path) -> str:
+    return str(path).replace("\\", "\\\\").replace("'", "\\'")
 
 
 def quote_identifier(name: str) -> str:
@@ -53,12 +75,14 @@ class EmbeddedEngine(Engine):
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).resolve())
         self._chdb = chdb
-        self._pool: queue.Queue[object] = queue.Queue()
+        self._pool: queue.Queue[tuple[object, Path]] = queue.Queue()
         self._all = []
-        for _ in range(max(1, insert_connections)):
+        inbox = Path(self.path) / ".inserts"
+        inbox.mkdir(exist_ok=True)
+        for i in range(max(1, insert_connections)):
             conn = chdb.connect(self.path)
             self._all.append(conn)
-            self._pool.put(conn)
+            self._pool.put((conn, inbox / f"{i}.in"))
         self._reader = chdb.connect(self.path)
         self._reader_lock = threading.Lock()
         self._all.append(self._reader)
@@ -69,15 +93,22 @@ class EmbeddedEngine(Engine):
         self.query(sql, "TSV")
 
     def insert(self, sql: str, data: bytes, fmt: str, settings: Settings) -> None:
-        conn = self._pool.get()
+        conn, inbox = self._pool.get()
         try:
-            with conn.send_insert(sql + _settings_clause(settings), fmt) as ins:  # type: ignore[attr-defined]
-                ins.append(data)
-                ins.finish()
+            try:
+                _write_file(inbox, data)
+            except OSError as exc:
+                raise EngineError(f"cannot stage the insert in {inbox}: {exc}",
+                                  retryable=True) from None
+            statement = (f"{sql} FROM INFILE '{_quote_path(inbox)}'"
+                         f"{_settings_clause(settings)} FORMAT {fmt}")
+            conn.query(statement, "TSV")  # type: ignore[attr-defined]
+        except EngineError:
+            raise
         except Exception as exc:  # chDB raises RuntimeError/ChdbError with the server message
             raise _error(exc) from None
         finally:
-            self._pool.put(conn)
+            self._pool.put((conn, inbox))
 
     def query(self, sql: str, fmt: str, settings: Settings | None = None) -> bytes:
         with self._reader_lock:

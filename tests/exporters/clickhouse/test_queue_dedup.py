@@ -139,3 +139,41 @@ def test_tables_created_without_a_window_are_reported(tmp_path: Path,
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "tables otel_logs keep no deduplication window" in warning
     assert "MODIFY SETTING non_replicated_deduplication_window = 1000" in warning
+
+
+def test_merged_inserts_that_landed_are_stored_once_after_a_crash(tmp_path: Path) -> None:
+    """With `sending_queue::batch` the queue merges batches into one INSERT. The INSERTs landed,
+    then the process died before the log recorded it: after the restart all the batches are
+    pending at once and would be merged differently (so under another token); the group records
+    make the queue repeat the same INSERTs, which ClickHouse drops."""
+    run_id = "merged"
+    queue = {"batch": {"flush_timeout": "100ms", "min_size": 100_000}}
+    waves = [[payloads.traces(seed, run_id) for seed in (1, 2)],
+             [payloads.traces(seed, run_id) for seed in (3, 4, 5)]]
+
+    async def first() -> int:
+        ex, _ = await _exporter(tmp_path / "store", sending_queue=queue)
+        assert ex.queue is not None
+        ex.queue.wal.ack = lambda rec, sync=False: None  # type: ignore[method-assign]
+        for wave in waves:  # one INSERT per wave: flush_timeout passes between them
+            await asyncio.gather(*(ex.consume(Payload.from_message(Signal.TRACES, r))
+                                   for r in wave))
+            while ex.queue.batches:
+                await asyncio.sleep(0.05)
+        counts = _counts(ex, run_id)["otel_traces"]
+        await ex.shutdown()
+        return counts
+
+    async def second() -> int:
+        ex, _ = await _exporter(tmp_path / "store", sending_queue=queue)
+        assert ex.queue is not None and ex.queue.batches == 5
+        assert [len(members) for _, members in ex.queue.wal.groups] == [2, 3]
+        while ex.queue.batches:
+            await asyncio.sleep(0.05)
+        counts = _counts(ex, run_id)["otel_traces"]
+        await ex.shutdown()
+        return counts
+
+    before = asyncio.run(first())
+    assert before == sum(count_items(Signal.TRACES, r) for wave in waves for r in wave)
+    assert asyncio.run(second()) == before

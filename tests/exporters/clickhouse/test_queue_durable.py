@@ -269,3 +269,172 @@ def test_collector_queue_options_and_their_errors() -> None:
     # without the queue, the Collector's wait_for_result means what otelgw does anyway
     ClickHouseConfig.model_validate({"sending_queue": {"enabled": False,
                                                        "wait_for_result": True}})
+
+
+MERGE = {"batch": {"flush_timeout": "100ms", "min_size": 10}}
+
+
+def test_batches_are_merged_up_to_max_size_and_after_flush_timeout(tmp_path: Path) -> None:
+    t = SelfTelemetry()
+    exports: list[tuple[bytes, int, str]] = []
+
+    async def export(batch: Batch) -> None:
+        exports.append((batch.data, batch.items, batch.token))
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, t, batch={"flush_timeout": "100ms", "min_size": 10,
+                                               "max_size": 10})
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.LOGS, 4, b"%d" % i) for i in range(5)))
+        await q.put(Signal.TRACES, 2, b"t")
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    # 4 + 4 fit in max_size 10, a third would not; the last log batch and the trace batch go
+    # out alone after flush_timeout, each signal apart
+    assert sorted((data, items) for data, items, _ in exports) == \
+        [(b"01", 8), (b"23", 8), (b"4", 4), (b"t", 2)]
+    assert len({token for *_, token in exports}) == 4
+    assert _value(t, "otelcol_exporter_sent_log_records_total", exporter="clickhouse") == 20
+
+
+def test_merged_exports_are_repeated_as_they_were_after_a_crash(tmp_path: Path) -> None:
+    """The exports landed, then the process died before the acks reached the disk. After the
+    restart all five batches are pending at once and would be merged otherwise; the group records
+    make the queue repeat exactly the exports that may have landed, with their tokens, so the
+    destination drops them."""
+    first: list[tuple[bytes, str]] = []
+    again: list[tuple[bytes, str]] = []
+
+    async def crashed() -> None:
+        async def export(batch: Batch) -> None:
+            first.append((batch.data, batch.token))
+
+        q = _queue(tmp_path, export, **MERGE)
+        await q.start()
+        q.wal.ack = lambda rec, sync=False: None  # type: ignore[method-assign]  # acks lost
+        await asyncio.gather(q.put(Signal.TRACES, 4, b"a"), q.put(Signal.TRACES, 4, b"b"))
+        await _wait(lambda: len(first) == 1)  # after flush_timeout: a + b
+        await asyncio.gather(*(q.put(Signal.TRACES, 4, x) for x in (b"c", b"d", b"e")))
+        await _wait(lambda: len(first) == 2)  # at min_size: c + d + e
+        await q.shutdown()
+
+    async def restarted() -> None:
+        async def export(batch: Batch) -> None:
+            again.append((batch.data, batch.token))
+
+        q = _queue(tmp_path, export, **MERGE)
+        await q.start()
+        assert q.batches == 5
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+
+    asyncio.run(crashed())
+    assert [data for data, _ in first] == [b"ab", b"cde"]
+    asyncio.run(restarted())
+    assert sorted(again) == sorted(first)
+    assert not list(tmp_path.glob("*.wal"))
+
+
+def test_a_refused_merged_export_is_taken_apart_and_only_the_bad_batch_set_aside(
+        tmp_path: Path) -> None:
+    t = SelfTelemetry()
+    calls: list[tuple[bytes, str]] = []
+
+    async def export(batch: Batch) -> None:
+        calls.append((batch.data, batch.token))
+        if b"bad" in batch.data:
+            raise PermanentError("ClickHouse rejected the logs: Code: 27. CANNOT_PARSE_INPUT")
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, t, **MERGE)
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.LOGS, n, x) for n, x in ((4, b"a-"), (3, b"bad"),
+                                                                       (4, b"-c"))))
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+        q = _queue(tmp_path, export, **MERGE)
+        await q.start()  # nothing comes back
+        assert q.batches == 0
+        await q.shutdown()
+    asyncio.run(run())
+    assert [data for data, _ in calls] == [b"a-bad-c", b"a-", b"bad", b"-c"]
+    assert len({token for _, token in calls}) == 4
+    (meta,) = (tmp_path / "dead_letter").glob("*.json")
+    info = json.loads(meta.read_text())
+    assert info["items"] == 3 and (meta.parent / info["payload_file"]).read_bytes() == b"bad"
+    assert _value(t, "otelcol_exporter_sent_log_records_total", exporter="clickhouse") == 8
+    assert _value(t, "otelcol_exporter_send_failed_log_records_total",
+                  exporter="clickhouse") == 3
+
+
+def test_batches_queued_without_merging_are_sent_alone_after_merging_is_turned_on(
+        tmp_path: Path) -> None:
+    """They may have been sent under their own tokens before the restart: merging them would
+    give them a new one."""
+    tokens: list[str] = []
+    sent: list[tuple[bytes, str]] = []
+
+    async def down(batch: Batch) -> None:
+        tokens.append(batch.token)
+        raise RetryableError("down")
+
+    async def export(batch: Batch) -> None:
+        sent.append((batch.data, batch.token))
+
+    async def run() -> None:
+        q = _queue(tmp_path, down, drain_timeout=0.2, num_consumers=3)
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.METRICS, 5, x) for x in (b"x", b"y", b"z")))
+        await _wait(lambda: len(set(tokens)) == 3)
+        await q.shutdown()
+        q = _queue(tmp_path, export, **MERGE)
+        await q.start()
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert sorted(data for data, _ in sent) == [b"x", b"y", b"z"]
+    assert {token for _, token in sent} == set(tokens)
+
+
+def test_batch_options_and_their_errors() -> None:
+    from exporters.clickhouse.config import ClickHouseConfig
+
+    def queue(**cfg: Any) -> Any:
+        return ClickHouseConfig.model_validate({"sending_queue": cfg}).sending_queue
+
+    assert queue().batch is None
+    empty = queue(batch=None).batch  # `batch:` alone turns it on
+    assert empty is not None and (empty.flush_timeout, empty.min_size, empty.max_size,
+                                  empty.sizer) == (0.2, 8192, 0, "items")
+    for bad, message in [({"flush_timeout": "0s"}, "greater than 0"),
+                         ({"sizer": "requests"}, "'items' or 'bytes'"),
+                         ({"min_size": 100, "max_size": 50}, "at least min_size"),
+                         ({"min_size": -1}, "greater than or equal to 0")]:
+        with pytest.raises(ValueError, match=message):
+            queue(batch=bad)
+    with pytest.raises(ValueError, match="min_size .* must be at most queue_size"):
+        queue(sizer="items", queue_size=5000, batch={})
+
+
+def test_exports_waiting_for_a_busy_consumer_are_merged_up_to_max_size(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    exports: list[bytes] = []
+
+    async def export(batch: Batch) -> None:
+        exports.append(batch.data)
+        await gate.wait()
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, num_consumers=1,
+                   batch={"flush_timeout": "1s", "min_size": 4, "max_size": 12})
+        await q.start()
+        await q.put(Signal.TRACES, 4, b"a")  # ready at once (min_size), taken, stuck
+        await _wait(lambda: exports == [b"a"])
+        for x in (b"b", b"c", b"d", b"e", b"f"):  # each ready at once too; all wait
+            await q.put(Signal.TRACES, 4, x)
+        gate.set()
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert exports == [b"a", b"bcd", b"ef"]

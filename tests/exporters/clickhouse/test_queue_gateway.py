@@ -1,7 +1,11 @@
 """Nothing acknowledged is lost, nothing is stored twice: real otelgw processes under load from
 several OTLP/HTTP clients, killed with SIGKILL, cut off from their ClickHouse server, stopped with
 SIGTERM. Each client sends spans with unique SpanIds and never resends a request it got no 200
-for, so every SpanId acknowledged must be in otel_traces exactly once afterwards."""
+for, so every SpanId acknowledged must be in otel_traces exactly once afterwards.
+
+The queue merges requests into larger INSERTs (`sending_queue::batch`), as configured for
+production: a kill between an INSERT and the log recording it must not make the restarted queue
+merge the same requests differently (under another deduplication token)."""
 
 from __future__ import annotations
 
@@ -143,12 +147,16 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     made: list[Gateway] = []
 
     def make(name: str = "gw", extensions: dict[str, Any] | None = None,
-             **clickhouse: Any) -> Gateway:
+             batch_processor: bool = False, **clickhouse: Any) -> Gateway:
         ports = {k: free_port() for k in ("grpc", "http", "query", "metrics")}
         config = default_config(tmp_path / name / "data", ports)
-        # batches as config/gateway.yaml makes them: an INSERT has a fixed cost, so small
-        # batches would be stored far slower than the queue takes them
         config["processors"]["batch"] = {"send_batch_size": 8192, "timeout": "100ms"}
+        for pipeline in config["service"]["pipelines"].values():
+            pipeline["processors"] = ["batch"] if batch_processor else []
+        # each request a record, ~10 of them per INSERT: many groups for a kill to cut into
+        queue = {"batch": {"flush_timeout": "50ms", "min_size": 10 * SPANS_PER_REQUEST}}
+        queue.update(clickhouse.pop("sending_queue", {}))
+        config["exporters"]["clickhouse"]["sending_queue"] = queue
         config["exporters"]["clickhouse"].update(clickhouse)
         if extensions:
             config["extensions"] = extensions
@@ -177,8 +185,11 @@ def test_sigkill_three_times_under_load(gateway_factory: Callable[..., Gateway],
     stored = _settle(gw.rows, "crash", clients.acked)
     _check(stored, clients, capsys, "SIGKILL x3")
     replays = gw.logs().count("from before the last stop are being sent")
+    regrouped = gw.logs().count("merged exports they were in")
     assert gw.stop() == 0, gw.logs()[-3000:]
     assert replays >= 1, "no restart found batches to replay: the kills tested nothing"
+    with capsys.disabled():
+        print(f"{replays} restarts replayed batches, {regrouped} of them merged exports")
 
 
 def test_sigterm_drains_under_load(tmp_path: Path, gateway_factory: Callable[..., Gateway],
@@ -207,7 +218,8 @@ def test_clickhouse_outage_fills_the_queue_then_everything_is_stored_once(
     ch = ChServer(tmp_path / "store", free_port())
     ch.start()
     try:
-        gw = gateway_factory(endpoint=ch.url, database="otel_outage",
+        # requests of ~600 spans (the batch processor's), so 15 of them fill the disk
+        gw = gateway_factory(endpoint=ch.url, database="otel_outage", batch_processor=True,
                              sending_queue={"queue_size": 15},
                              retry_on_failure={"initial_interval": "200ms",
                                                "max_interval": "500ms"}).start()

@@ -177,3 +177,92 @@ def test_group_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: Fs
         assert len(calls) <= at_most, len(calls)
         if fsync is Fsync.BATCH:
             assert calls
+
+
+def test_groups_are_rebuilt_from_their_pending_members(tmp_path: Path) -> None:
+    """A merged export's group record names its members: after a restart the group comes back
+    with the same token and the members not yet acked, whatever else is pending."""
+    async def first() -> tuple[Record, Record, list[Record]]:
+        wal = WriteAheadLog(tmp_path)
+        wal.open()
+        recs = await _append_all(wal, [_payload(i) for i in range(5)])
+        one = await wal.append_group(recs[0].kind, recs[0:2])
+        two = await wal.append_group(recs[2].kind, recs[2:4])
+        assert (one.items, two.items) == (recs[0].items + recs[1].items,
+                                          recs[2].items + recs[3].items)
+        wal.ack(recs[0])  # the crash came between the acks of group one's members
+        for rec in recs[2:4]:
+            wal.ack(rec)
+        wal.release(two)
+        await wal.close()
+        return one, two, recs
+
+    one, two, recs = asyncio.run(first())
+
+    async def second() -> None:
+        wal = WriteAheadLog(tmp_path)
+        pending = wal.open()
+        assert [(g.token, g.position, ms) for g, ms in wal.groups] == \
+            [(one.token, one.position, [recs[1]])]
+        assert sorted(r.position for r in pending) == [recs[1].position, recs[4].position]
+        wal.ack(recs[1])
+        wal.release(wal.groups[0][0])
+        wal.ack(recs[4])
+        await wal.close()
+    asyncio.run(second())
+    assert not list(tmp_path.glob("*.wal")), "everything was done: the segment must go"
+
+
+def test_the_newest_group_holds_a_member_and_a_dissolved_group_none(tmp_path: Path) -> None:
+    async def first() -> tuple[list[Record], Record, Record]:
+        wal = WriteAheadLog(tmp_path)
+        wal.open()
+        recs = await _append_all(wal, [_payload(i) for i in range(4)])
+        gone = await wal.append_group(1, recs[0:2])
+        wal.dissolve(gone)  # refused: its members go on alone
+        older = await wal.append_group(1, recs[2:4])
+        newer = await wal.append_group(1, recs[3:4])  # its dissolve ack was lost
+        await wal.close()
+        return recs, older, newer
+
+    recs, older, newer = asyncio.run(first())
+
+    async def second() -> None:
+        wal = WriteAheadLog(tmp_path)
+        pending = wal.open()
+        assert [(g.position, ms) for g, ms in wal.groups] == \
+            [(older.position, [recs[2]]), (newer.position, [recs[3]])]
+        assert len(pending) == 4  # recs 0 and 1 are free again
+        await wal.close()
+    asyncio.run(second())
+
+
+def test_deleting_a_segment_syncs_the_acks_its_groups_depend_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group in a later segment than its members: once its segment is gone, only the
+    members' acks say they were exported, so they reach the disk first."""
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    async def run() -> None:
+        wal = WriteAheadLog(tmp_path, Fsync.BATCH, segment_bytes=4096)
+        wal.open()
+        recs = await _append_all(wal, [_payload(i, 1000) for i in range(3)])
+        extra = await _append_all(wal, [_payload(9, 1500), _payload(8, 1500)])
+        group = await wal.append_group(1, recs[:2])  # recs[2] stays pending: its segment too
+        assert group.segment > recs[0].segment
+        for rec in [*recs[:2], *extra]:
+            wal.ack(rec)
+        member_seg = wal._segments[recs[0].segment]
+        assert member_seg.ack_fd is not None
+        monkeypatch.setattr(os, "fdatasync", counting)
+        wal._rotate()  # seals the group's segment
+        wal.release(group)
+        assert group.segment not in wal.segment_ids()
+        assert member_seg.ack_fd in synced
+        await wal.close()
+    asyncio.run(run())

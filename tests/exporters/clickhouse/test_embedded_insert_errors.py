@@ -1,0 +1,67 @@
+"""An INSERT the embedded engine could not store must fail, never count as stored.
+
+chDB 26.9's streaming insert (`send_insert … finish()`) reports success when the INSERT fails
+after its input was read — a CHECK constraint, an exception in a materialized view, a shard
+that is down: the rows are not stored and no error is raised. The sending queue would then drop
+a batch it never stored. These tests hold the engine to the server's behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from exporters.clickhouse.config import ClickHouseConfig
+from exporters.clickhouse.engines import EngineError
+from exporters.clickhouse.engines.embedded import EmbeddedEngine
+from exporters.clickhouse.exporter import ClickHouseExporter
+from gateway.component import ComponentID, Host
+from gateway.errors import PermanentError
+from gateway.payload import Payload
+from gateway.signals import Signal
+from gateway.telemetry import SelfTelemetry
+from tests import payloads
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_failure_after_the_input_was_read_raises(tmp_path: Path) -> None:
+    engine = EmbeddedEngine(str(tmp_path / "store"), insert_connections=1)
+    try:
+        engine.command("CREATE TABLE t (k String, CONSTRAINT c CHECK k != 'bad') "
+                       "ENGINE = MergeTree ORDER BY k")
+        with pytest.raises(EngineError, match="VIOLATED_CONSTRAINT|violated"):
+            engine.insert("INSERT INTO t", b"bad\n", "TSV", {})
+        engine.insert("INSERT INTO t", b"good\n", "TSV", {"insert_deduplication_token": "a'b"})
+        assert engine.query("SELECT groupArray(k) FROM t", "TSV") == b"['good']\n"
+    finally:
+        engine.close()
+
+
+def test_a_failing_materialized_view_fails_the_export(tmp_path: Path) -> None:
+    """A user's view on otel_traces that throws: the export fails (the batch stays to be
+    retried) instead of being acknowledged as stored."""
+    async def run() -> None:
+        ex = ClickHouseExporter(ComponentID("clickhouse"), ClickHouseConfig.model_validate(
+            {"path": str(tmp_path / "store"), "sending_queue": {"enabled": False}}))
+        await ex.start(Host(telemetry=SelfTelemetry()))
+        try:
+            assert ex.engine is not None
+            ex.engine.command("CREATE TABLE sink (n UInt64) ENGINE = Null")
+            ex.engine.command("CREATE MATERIALIZED VIEW boom TO sink AS SELECT "
+                              "throwIf(SpanName != '', 'view failed') AS n FROM otel_traces")
+            request = payloads.traces(seed=1, run="boom")
+            with pytest.raises(PermanentError, match="view failed"):
+                await ex.consume(Payload.from_message(Signal.TRACES, request))
+            # views are not atomic: what the failed INSERT wrote before the view threw stays
+            before = int(ex.engine.query("SELECT count() FROM otel_traces", "TSV"))
+            ex.engine.command("DROP VIEW boom")
+            await ex.consume(Payload.from_message(Signal.TRACES, request))
+            after = int(ex.engine.query("SELECT count() FROM otel_traces", "TSV"))
+            assert after - before == sum(len(ss.spans) for rs in request.resource_spans
+                                         for ss in rs.scope_spans)
+        finally:
+            await ex.shutdown()
+
+    asyncio.run(run())
