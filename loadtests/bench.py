@@ -13,6 +13,10 @@ items acknowledged. Without `--rate` concurrent clients send back to back (the m
 it requests leave on a fixed schedule (open loop, up to `--max-inflight` at once) and latency
 counts from the scheduled time, so a gateway that falls behind shows it.
 
+Without `--rate` each signal then runs a second phase at a fixed offered rate of half the
+sustained maximum (`half_rate` in the result: the acknowledgement latency a gateway with
+headroom gives; `--no-half-rate` skips it).
+
 Reports items/s, ack latency p50/p99, CPU seconds per 100k items until the last of them is
 stored (whole process = gateway + embedded engine; and the event-loop thread alone, the Python
 side), and peak RSS. With the sending queue on (`--queue`: its fsync policy; `off`: no queue, an
@@ -161,8 +165,9 @@ async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
     return acks.result(time.monotonic() - started)
 
 
-def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
-    cluster = f"bench-{run_id}-{signal.value}"
+def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: str,
+               phase: str = "max") -> dict[str, Any]:
+    cluster = f"bench-{run_id}-{signal.value}-{phase}"
     reqs = [MAKE[signal](args.batch, seed=s, cluster=cluster) for s in range(8)]
     items = count_items(signal, reqs[0])
     bodies = [r.SerializeToString() for r in reqs]
@@ -189,10 +194,13 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
               "cpu": [(s["t"] - t0, s["cpu"]) for s in cpu.samples],
               "rss": [(s["t"] - t0, s["rss"]) for s in cpu.samples]}
     return {
-        "signal": signal.value, "batch_items": items, "concurrency": args.concurrency,
+        "signal": signal.value, "phase": phase, "batch_items": items,
+        "concurrency": args.concurrency,
         "request_bytes": len(bodies[0]), **result,
         "items_per_s": acked / result["elapsed_s"],
         "stored_items_per_s": acked / until_stored,
+        # what it keeps up with: acknowledged and stored (with the queue, storing may lag)
+        "sustained_items_per_s": min(acked / result["elapsed_s"], acked / until_stored),
         "stored_rows": stored, "expected_rows": expected, "zero_loss": stored == expected,
         "cpu_s_per_100k_total": (cpu1 - cpu0) * per_100k,
         "cpu_s_per_100k_event_loop": (main1 - main0) * per_100k,
@@ -310,6 +318,9 @@ def main() -> None:
                         help="how long to measure the engine alone (0: skip)")
     parser.add_argument("--queue", default="batch", choices=["batch", "always", "never", "off"],
                         help="the exporter's sending queue: its fsync policy, or off")
+    parser.add_argument("--no-half-rate", action="store_true",
+                        help="skip the second phase of each signal: a fixed offered rate of half "
+                             "the sustained maximum, for the acknowledgement latency there")
     parser.add_argument("--results", default="loadtests/results")
     args = parser.parse_args()
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -325,9 +336,17 @@ def main() -> None:
         out["rate"] = args.rate
         try:
             for name in args.signals.split(","):
-                res = run_signal(gw, Signal(name.strip()), args, run_id)
+                signal = Signal(name.strip())
+                res = run_signal(gw, signal, args, run_id)
                 out["results"].append(res)
                 print(json.dumps({k: v for k, v in res.items() if k != "series"}, indent=2))
+                if not args.rate and not args.no_half_rate and res["sustained_items_per_s"]:
+                    half = argparse.Namespace(**{**vars(args),
+                                                 "rate": res["sustained_items_per_s"] / 2})
+                    at_half = run_signal(gw, signal, half, run_id, phase="half")
+                    at_half.pop("series")
+                    res["half_rate"] = at_half
+                    print(json.dumps({"signal": signal.value, "half_rate": at_half}, indent=2))
         finally:
             gw.stop()
         if args.ceiling_seconds > 0:  # the engine alone, on the rows the gateway stored

@@ -1,0 +1,34 @@
+"""The benchmark command runs end to end: both phases per signal, zero loss, the engine's
+ceiling, a JSON result and a chart (a short run: the figures themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "loadtests.bench", "--seconds", "2", "--signals", "logs",
+         "--concurrency", "2", "--batch", "200", "--ceiling-seconds", "1",
+         "--results", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=280)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (result_file,) = tmp_path.glob("bench-*.json")
+    assert result_file.with_suffix(".png").stat().st_size > 0
+    (res,) = json.loads(result_file.read_text())["results"]
+    assert res["phase"] == "max" and res["zero_loss"], res
+    assert res["stored_rows"] == res["acked_items"] > 0
+    assert 0 < res["sustained_items_per_s"] <= res["items_per_s"]
+    half = res["half_rate"]
+    assert half["zero_loss"] and half["stored_rows"] == half["acked_items"] > 0, half
+    # the second phase offered half the first's sustained rate (a 2 s run: loosely)
+    assert half["items_per_s"] < 0.8 * res["sustained_items_per_s"], (half, res)
+    assert half["ack_p99_ms"] >= half["ack_p50_ms"] > 0
+    assert res["ceiling"]["rows_per_s"] > 0 and res["gateway_to_ceiling"] > 0
