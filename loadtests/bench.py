@@ -3,7 +3,7 @@
     python -m loadtests.bench [--seconds 20] [--concurrency 8] [--batch 1000] [--signals traces,logs]
                               [--queue batch|always|never|off] [--rate ITEMS_PER_S]
                               [--send-batch-size N] [--queue-batch MIN_SIZE] [--max-size N]
-                              [--flush-timeout D] [--consumers N]
+                              [--flush-timeout D] [--consumers N] [--server] [--no-half-rate]
 
 Starts a gateway (embedded chDB) on free loopback ports with the recommended production
 configuration (loadtests.gatewayproc's default_config with PRODUCTION_QUEUE_BATCH; the options
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ import yaml
 
 from gateway.signals import Signal, count_items
 from loadtests import payloads
-from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway
+from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway, free_port
 
 TABLE = {Signal.TRACES: "otel_traces", Signal.LOGS: "otel_logs",
          Signal.METRICS: "otel_metrics_gauge"}
@@ -321,13 +322,27 @@ def main() -> None:
     parser.add_argument("--no-half-rate", action="store_true",
                         help="skip the second phase of each signal: a fixed offered rate of half "
                              "the sustained maximum, for the acknowledgement latency there")
+    parser.add_argument("--server", action="store_true",
+                        help="write to a ClickHouse server instead of the embedded store: "
+                             "tests/chserver.py (the ClickHouse engine behind the server's HTTP "
+                             "interface, a process of its own), so the CPU and RSS reported are "
+                             "the gateway's alone; no ceiling step")
     parser.add_argument("--results", default="loadtests/results")
     args = parser.parse_args()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     out: dict[str, Any] = {"run": run_id, "cpus": psutil.cpu_count(), "results": []}
-    with tempfile.TemporaryDirectory(prefix="otelgw-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="otelgw-bench-") as tmp, \
+            contextlib.ExitStack() as stack:
         gw = Gateway(Path(tmp))
         configure(gw.config, args)
+        if args.server:
+            from tests.chserver import ChServer
+
+            server = ChServer(Path(tmp) / "server", free_port()).start()
+            stack.callback(server.stop)
+            gw.config["exporters"]["clickhouse"]["endpoint"] = server.url
+            args.ceiling_seconds = 0  # the engine's ceiling is measured on the embedded store
+        out["store"] = "server" if args.server else "embedded"
         gw.config_path.write_text(yaml.safe_dump(gw.config, sort_keys=False))
         gw.start()
         out["config"] = {k: gw.config[k] for k in ("processors", "exporters")}
@@ -354,7 +369,8 @@ def main() -> None:
                 res["ceiling"] = run_ceiling(gw.data_dir, res["signal"], args.ceiling_seconds)
                 if res["ceiling"].get("rows_per_s"):
                     # one item (span, record, point) is one row
-                    res["gateway_to_ceiling"] = res["items_per_s"] / res["ceiling"]["rows_per_s"]
+                    res["gateway_to_ceiling"] = (res["sustained_items_per_s"]
+                                                 / res["ceiling"]["rows_per_s"])
                 print(json.dumps({"signal": res["signal"], "ceiling": res["ceiling"],
                                   "gateway_to_ceiling": res.get("gateway_to_ceiling")}))
     Path(args.results).mkdir(parents=True, exist_ok=True)

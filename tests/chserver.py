@@ -14,8 +14,9 @@ The SQL is executed by ClickHouse (chDB 26.x); only the HTTP layer is reimplemen
   the body (the parameter, a newline, then the body, as the server concatenates them). GET runs
   with readonly = 2, as on the server.
 * `INSERT ... FORMAT <fmt>` followed by data (in the body after the statement, or the whole body
-  when the statement is in `query`) is streamed into chDB with `send_insert`; the data starts after
-  the format name, blanks and one newline, as the server's parser decides.
+  when the statement is in `query`) is inserted by chDB (`INSERT … FROM INFILE` of a temporary
+  file); the data starts after the format name, blanks and one newline, as the server's parser
+  decides.
 * Every other URL parameter is a setting and is applied (`SET name = 'value'` on the request's own
   chDB connection, so it holds for that statement only); `param_<name>` are query parameters;
   `database` (or `X-ClickHouse-Database`) is the current database (UNKNOWN_DATABASE if missing);
@@ -59,6 +60,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -440,12 +442,17 @@ class Server:
                 conn.query("SET readonly = 2", "TSV")
             started = time.perf_counter()
             if stmt.insert_format:
-                with conn.send_insert(stmt.sql, stmt.insert_format) as ins:
-                    if stmt.data:
-                        ins.append(stmt.data)
-                    res = ins.finish()
+                # FROM INFILE, not send_insert: chDB 26.9's send_insert reports success when
+                # the INSERT fails after its input was read (a view that throws, a constraint,
+                # a shard that is down), where the server answers with the error
+                with tempfile.NamedTemporaryFile(prefix="insert-", dir=self.path) as f:
+                    f.write(stmt.data)
+                    f.flush()
+                    path = f.name.replace("\\", "\\\\").replace("'", "\\'")
+                    conn.query(f"{stmt.sql} FROM INFILE '{path}' FORMAT {stmt.insert_format}",
+                               "TSV")
                 elapsed = time.perf_counter() - started
-                return b"", _summary(0, 0, res.rows_written, res.bytes_written, 0, elapsed)
+                return b"", _summary(0, 0, 0, len(stmt.data), 0, elapsed)
             result = conn.query(stmt.sql.rstrip().rstrip(";"), stmt.output_format,
                                 params=stmt.params or None)
             if result is None:

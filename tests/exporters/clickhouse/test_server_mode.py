@@ -325,6 +325,14 @@ def test_chserver_speaks_clickhouse_http(chserver: ChServer) -> None:
     assert status == 200
     assert call("POST", body=b"SELECT groupArray(s) FROM (SELECT s FROM default.t ORDER BY s)"
                 )[2] == b"['a','b','c']\n"
+    # an INSERT that fails after its data was read (here a view that throws) is an error, as
+    # on the server, not a success that stored nothing
+    assert call("POST", body=b"CREATE MATERIALIZED VIEW default.t_boom ENGINE = Null AS "
+                             b"SELECT throwIf(s = 'bad', 'view failed') AS x FROM default.t"
+                )[0] == 200
+    status, headers, out = call("POST", body=b"INSERT INTO default.t FORMAT TSV\nbad\n")
+    assert status >= 400 and headers["X-ClickHouse-Exception-Code"] == "395", out
+    assert b"view failed" in out
 
 
 def test_compress_option_and_redaction() -> None:
