@@ -36,6 +36,30 @@ def _bad_span(span: Any) -> str:
     return why
 
 
+_TRACE_ID = (0, 16)
+_SPAN_ID = (0, 8)
+
+
+def _any_bad_span(spans: Any) -> bool:
+    """The common case, all valid, in one pass with the checks inline: each attribute read on a
+    upb message costs ~0.1 µs, a function call per span as much again (this loop is half of the
+    receiver's Python time per span otherwise)."""
+    for s in spans:
+        if (len(s.trace_id) not in _TRACE_ID or len(s.span_id) not in _SPAN_ID
+                or len(s.parent_span_id) not in _SPAN_ID):
+            return True
+        if s.links and any(_bad_ids(link) for link in s.links):
+            return True
+    return False
+
+
+def _any_bad_record(records: Any) -> bool:
+    for r in records:
+        if len(r.trace_id) not in _TRACE_ID or len(r.span_id) not in _SPAN_ID:
+            return True
+    return False
+
+
 def _filter(items: Any, why: Any, label: str, problems: list[str]) -> int:
     bad = [(i, reason) for i, it in enumerate(items) if (reason := why(it))]
     problems += [f"{label} {i}: {reason}" for i, reason in bad[:max(0, 3 - len(problems))]]
@@ -57,11 +81,13 @@ def reject_invalid(signal: Signal, request: Any) -> tuple[int, str]:
     if signal is Signal.TRACES:
         for rs in request.resource_spans:
             for ss in rs.scope_spans:
-                rejected += _filter(ss.spans, _bad_span, "span", problems)
+                if _any_bad_span(ss.spans):
+                    rejected += _filter(ss.spans, _bad_span, "span", problems)
     elif signal is Signal.LOGS:
         for rl in request.resource_logs:
             for sl in rl.scope_logs:
-                rejected += _filter(sl.log_records, _bad_ids, "log record", problems)
+                if _any_bad_record(sl.log_records):
+                    rejected += _filter(sl.log_records, _bad_ids, "log record", problems)
     else:
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:
