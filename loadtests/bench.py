@@ -210,6 +210,17 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
     }
 
 
+def settle(gw: Gateway, timeout: float = 90) -> float:
+    """Waits until the store runs no background merges (the maximum phase leaves many parts to
+    merge, whose disk writes would stall the next phase's fsyncs); the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if gw.count("system.merges") == 0:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def run_ceiling(data_dir: Path, signal: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "loadtests.ceiling", "--path", str(data_dir),
                           "--signal", signal, "--seconds", str(seconds)],
@@ -358,7 +369,9 @@ def main() -> None:
                 if not args.rate and not args.no_half_rate and res["sustained_items_per_s"]:
                     half = argparse.Namespace(**{**vars(args),
                                                  "rate": res["sustained_items_per_s"] / 2})
+                    settled = settle(gw)
                     at_half = run_signal(gw, signal, half, run_id, phase="half")
+                    at_half["settle_s"] = settled
                     at_half.pop("series")
                     res["half_rate"] = at_half
                     print(json.dumps({"signal": signal.value, "half_rate": at_half}, indent=2))

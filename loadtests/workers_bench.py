@@ -2,7 +2,8 @@
 
     python -m loadtests.workers_bench [--workers 1,2] [--seconds 15] [--concurrency 16]
 
-For each N: a fresh gateway (loadtests.gatewayproc's default configuration), OTLP/HTTP clients
+For each N: a fresh gateway (loadtests.gatewayproc's default configuration with the production
+INSERT size, PRODUCTION_QUEUE_BATCH), OTLP/HTTP clients
 sending pre-serialized 1000-span requests back to back over `concurrency` connections (spread
 over the processes by the kernel), then spans/s acknowledged, CPU seconds of all the gateway's
 processes per 100k spans, and rows stored = spans acknowledged. The clients run in this process,
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 from gateway.signals import Signal, count_items
 from loadtests.bench import MAKE, drive
-from loadtests.gatewayproc import Gateway
+from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway
 
 
 def gateway_cpu(pid: int) -> float:
@@ -32,7 +34,11 @@ def gateway_cpu(pid: int) -> float:
 
 
 def run(workers: int, seconds: float, concurrency: int, workdir: Path) -> dict[str, Any]:
-    gw = Gateway(workdir / f"w{workers}", workers=workers).start()
+    gw = Gateway(workdir / f"w{workers}", workers=workers)
+    # the production INSERT size, as loadtests.bench uses
+    gw.config["exporters"]["clickhouse"]["sending_queue"]["batch"] = dict(PRODUCTION_QUEUE_BATCH)
+    gw.config_path.write_text(yaml.safe_dump(gw.config, sort_keys=False))
+    gw.start()
     try:
         bodies = [MAKE[Signal.TRACES](1000, seed=s, cluster="wbench").SerializeToString()
                   for s in range(8)]
