@@ -25,6 +25,7 @@ import pytest
 
 from exporters.clickhouse import schema
 from exporters.clickhouse.config import ClickHouseConfig
+from exporters.clickhouse.engines import EngineError
 from exporters.clickhouse.engines.server import ServerEngine
 from exporters.clickhouse.ingest import plan, schema_ddl
 from gateway.signals import Signal
@@ -336,9 +337,8 @@ def test_ingest_through_distributed_tables(chserver: ChServer) -> None:
 
 def test_rows_go_to_their_shard(chserver: ChServer) -> None:
     """Cluster otel_two: shard 1 is this node, shard 2 cannot be reached. The INSERT queues shard
-    2's rows on this node (foreground_insert: false). With foreground_insert on, a server fails
-    that INSERT (the exporter retries it); chDB's streaming INSERT, which the test double uses,
-    does not report an error raised when the INSERT finishes, so that part is not checked here."""
+    2's rows on this node (foreground_insert: false); with foreground_insert on it fails (the
+    next test)."""
     cfg = cluster_config(cluster_name="otel_two", database="otel_two",
                          distributed={"enabled": True, "foreground_insert": False})
     engine = create(chserver, cfg)
@@ -367,6 +367,22 @@ def test_rows_go_to_their_shard(chserver: ChServer) -> None:
             break
         time.sleep(0.1)
     assert pending[0]["files"] >= 1
+
+
+def test_a_foreground_insert_with_a_shard_down_fails_and_is_retryable(chserver: ChServer) -> None:
+    """With foreground_insert (the default) an acknowledgement would mean every shard stored its
+    rows: an INSERT that cannot reach a shard fails, retryable, so the batch stays queued."""
+    cfg = cluster_config(cluster_name="otel_two", database="otel_two_fg")
+    engine = create(chserver, cfg)
+    try:
+        with pytest.raises(EngineError) as failed:
+            insert(engine, cfg, Signal.TRACES, payloads.traces(SEED, "fg").SerializeToString(),
+                   "fg-1")
+        assert failed.value.retryable, failed.value
+        assert "ALL_CONNECTION_TRIES_FAILED" in str(failed.value) or \
+            "Connection refused" in str(failed.value), failed.value
+    finally:
+        engine.close()
 
 
 def test_schema_command_prints_the_cluster_ddl(tmp_path: Path,
