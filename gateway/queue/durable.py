@@ -268,9 +268,11 @@ class DurableQueue:
         signal = SIGNAL.get(job.records[0].kind & KIND_MASK)
         read, data = await asyncio.to_thread(self._read, job.records, signal is not None)
         records: list[Record] = []
+        parts: list[bytes] = []  # each record's own request, for a dead letter
         for rec, got in zip(job.records, read, strict=True):
             if isinstance(got, bytes) and signal is not None:
                 records.append(rec)
+                parts.append(got)
             elif isinstance(got, bytes):
                 await self._dead_letter(rec, None, got, f"unknown signal kind {rec.kind}")
             else:
@@ -286,16 +288,21 @@ class DurableQueue:
             return
         items = sum(r.items for r in records)
         token = (group or records[0]).token.hex()
-        outcome = await self._attempts(Batch(signal, items, data, token))
-        if outcome is None:
+        attempt = await self._attempts(Batch(signal, items, data, token))
+        if attempt is None:
             return  # closing: stays in the log
+        outcome, refused = attempt
         if not outcome:
             if self._t is not None:
                 self._t.exporter_sent[signal.item_name].labels(**self._labels).inc(items)
             for rec in records:
                 self._done(rec)
-        elif len(records) == 1:
-            await self._dead_letter(records[0], signal, data, outcome)
+        elif len(records) == 1 or not refused:
+            # Taken apart, the members would go out under new tokens: right when the destination
+            # refused the data (nothing was stored), but after a transient failure the merged
+            # INSERT may have landed, and new tokens would store it twice. Set aside whole.
+            for rec, part in zip(records, parts, strict=True):
+                await self._dead_letter(rec, signal, part, outcome)
         else:
             assert group is not None
             log.warning("exporter %s: an export of %d merged batches (%d %s) failed; they are "
@@ -346,9 +353,9 @@ class DurableQueue:
                 if await self._sleep(wait):
                     return None
 
-    async def _attempts(self, batch: Batch) -> str | None:
-        """Exports `batch` until it is sent (""), is to be set aside (the reason), or the queue
-        closes (None)."""
+    async def _attempts(self, batch: Batch) -> tuple[str, bool] | None:
+        """Exports `batch` until it is sent (("", False)), is to be set aside ((the reason,
+        whether the destination refused the data as invalid)), or the queue closes (None)."""
         backoff = Backoff(self.retry)
         first = time.monotonic()
         warned = False
@@ -357,14 +364,14 @@ class DurableQueue:
             try:
                 await self._export(batch)
             except PermanentError as exc:
-                return str(exc)
+                return str(exc), True
             except Exception as exc:
                 if self._closing.is_set():
                     return None
                 elapsed = time.monotonic() - first
                 reason = self._give_up(first, elapsed, exc)
                 if reason:
-                    return reason
+                    return reason, False
                 if self.retry.max_elapsed_time and elapsed >= self.retry.max_elapsed_time \
                         and not warned:
                     warned = True
@@ -378,7 +385,7 @@ class DurableQueue:
                     return None
                 continue
             self._last_success = time.monotonic()
-            return ""
+            return "", False
 
     def _give_up(self, first: float, elapsed: float, exc: Exception) -> str:
         if not self.retry.enabled:

@@ -48,6 +48,9 @@ MAX_BATCH = 1000  # events per request
 MAX_PENDING = 100_000  # events waiting while the pipeline refuses; beyond: dropped, counted
 BATCH_DELAY = 0.2  # a burst of events (a list, a rollout) gathers into one request
 SHUTDOWN_FLUSH = 5.0  # seconds shutdown waits for waiting events to be taken
+# seconds shutdown waits for a batch the pipeline is taking to be recorded: cancelled there, the
+# batch could be in the exporter's queue and not in the checkpoint, and be sent again
+CONSUME_GRACE = 30.0
 RETRY = RetrySettings(initial_interval=0.5, max_interval=30.0, max_elapsed_time=0)
 
 
@@ -94,6 +97,8 @@ class K8sEventsReceiver:
         self._queued: set[tuple[str, str]] = set()  # pending or being sent
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False  # no new batch goes to the pipeline
+        self._busy = False      # a batch is with the pipeline, or being recorded
         self._saving: asyncio.Future[None] | None = None
         self._metrics: dict[str, Any] = {}
 
@@ -149,6 +154,10 @@ class K8sEventsReceiver:
             deadline = time.monotonic() + SHUTDOWN_FLUSH
             while (self._pending or self._queued) and time.monotonic() < deadline \
                     and not sender.done():
+                await asyncio.sleep(0.05)
+            self._stopping = True
+            hard = time.monotonic() + CONSUME_GRACE
+            while self._busy and not sender.done() and time.monotonic() < hard:
                 await asyncio.sleep(0.05)
             sender.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,11 +252,15 @@ class K8sEventsReceiver:
         """Push `batch` until the pipeline takes it (or refuses it as invalid), then record it."""
         backoff, reported = Backoff(RETRY), False
         while True:
+            if self._stopping:
+                return  # not taken, so not recorded: sent at the next start
             # built anew for every attempt: a processor may have changed the last one
             payload = Payload.from_message(Signal.LOGS, self._request(batch))
+            self._busy = True
             try:
                 await self.consumer.consume(payload)
             except RetryableError as exc:
+                self._busy = False
                 self._metrics["refused"].inc(payload.items)
                 wait = exc.retry_after or backoff.next()
                 if not reported:
@@ -261,6 +274,7 @@ class K8sEventsReceiver:
                 log.error("receivers::%s: %d events refused as invalid, dropped: %s", self.id,
                           payload.items, exc)
             except Exception:  # a bug downstream: keep the events, try again later
+                self._busy = False
                 self._metrics["refused"].inc(payload.items)
                 log.exception("receivers::%s: %d events not taken after an internal error",
                               self.id, payload.items)
@@ -271,8 +285,11 @@ class K8sEventsReceiver:
                 if reported:
                     log.info("receivers::%s: the pipeline takes events again", self.id)
             break
-        self._record(batch)
-        await self._save()
+        try:
+            self._record(batch)
+            await self._save()
+        finally:
+            self._busy = False
 
     def _record(self, batch: list[dict]) -> None:
         assert self.checkpoint is not None

@@ -4,8 +4,9 @@ chDB serialises statements per connection, so inserts use a small pool of connec
 in parallel and release the GIL) and reads get a connection of their own: queries answer while
 ingest runs.
 
-An INSERT reads its data from a file (`INSERT … FROM INFILE`), one per insert connection under
-`<path>/.inserts`, rewritten for each INSERT: chDB 26.9's streaming insert (`send_insert`)
+An INSERT reads its data from a file (`INSERT … FROM INFILE`), one per insert connection in a
+directory of this engine's own under `<path>/.inserts` (two exporters may share a `path`),
+rewritten for each INSERT: chDB 26.9's streaming insert (`send_insert`)
 reports success when the INSERT fails after its input was read (a CHECK constraint, an exception
 in a materialized view), which would let the sending queue drop a batch that was never stored,
 and inline data in the query text loses the leading newline byte every OTLP request starts with.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -45,6 +48,28 @@ def _write_file(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def _staging_directory(root: Path) -> Path:
+    """A directory of this engine's own, `<pid>-<random>`, so no other engine (another exporter
+    on the same path, another process) can overwrite a file between its write and its INSERT;
+    directories of processes that no longer run (a crash) are removed."""
+    root.mkdir(exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.partition("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _quote_path(path: Path) -> str:
@@ -77,8 +102,8 @@ class EmbeddedEngine(Engine):
         self._chdb = chdb
         self._pool: queue.Queue[tuple[object, Path]] = queue.Queue()
         self._all = []
-        inbox = Path(self.path) / ".inserts"
-        inbox.mkdir(exist_ok=True)
+        inbox = _staging_directory(Path(self.path) / ".inserts")
+        self._inbox = inbox
         for i in range(max(1, insert_connections)):
             conn = chdb.connect(self.path)
             self._all.append(conn)
@@ -150,3 +175,4 @@ class EmbeddedEngine(Engine):
             except Exception:
                 pass
         self._all.clear()
+        shutil.rmtree(self._inbox, ignore_errors=True)

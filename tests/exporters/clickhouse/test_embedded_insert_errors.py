@@ -8,6 +8,7 @@ a batch it never stored. These tests hold the engine to the server's behaviour."
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,26 @@ def test_a_failing_materialized_view_fails_the_export(tmp_path: Path) -> None:
             await ex.shutdown()
 
     asyncio.run(run())
+
+
+def test_engines_on_one_path_stage_their_inserts_apart(tmp_path: Path) -> None:
+    """Two exporters may share a `path`: a staging file shared between them could be rewritten by
+    one between the other's write and its INSERT (one batch acknowledged but never stored,
+    another stored twice). Directories of processes that no longer run are cleaned up."""
+    stale = tmp_path / "store" / ".inserts" / "999999999-gone"
+    stale.mkdir(parents=True)
+    (stale / "0.in").write_bytes(b"x" * 1000)
+    a = EmbeddedEngine(str(tmp_path / "store"), insert_connections=2)
+    b = EmbeddedEngine(str(tmp_path / "store"), insert_connections=2)
+    try:
+        assert not stale.exists()
+        a.command("CREATE TABLE t (k String) ENGINE = MergeTree ORDER BY k")
+        for i in range(20):
+            (a if i % 2 else b).insert("INSERT INTO t", f"{i}\n".encode(), "TSV", {})
+        assert a.query("SELECT count(), uniqExact(k) FROM t", "TSV") == b"20\t20\n"
+        dirs = sorted(p.name for p in (tmp_path / "store" / ".inserts").iterdir())
+        assert len(dirs) == 2 and all(d.startswith(f"{os.getpid()}-") for d in dirs)
+    finally:
+        a.close()
+        b.close()
+    assert list((tmp_path / "store" / ".inserts").iterdir()) == []

@@ -368,6 +368,30 @@ def test_a_refused_merged_export_is_taken_apart_and_only_the_bad_batch_set_aside
                   exporter="clickhouse") == 3
 
 
+def test_a_merged_export_given_up_after_transient_failures_is_set_aside_whole(
+        tmp_path: Path) -> None:
+    """A timeout may hide an INSERT that landed: taken apart, the members would go out again
+    under new tokens and be stored twice. Without retries it goes to the dead letters as it is."""
+    calls: list[tuple[bytes, str]] = []
+
+    async def export(batch: Batch) -> None:
+        calls.append((batch.data, batch.token))
+        raise RetryableError("Read timed out")
+
+    async def run() -> None:
+        q = _queue(tmp_path, export, retry=RetrySettings(enabled=False), **MERGE)
+        await q.start()
+        await asyncio.gather(*(q.put(Signal.LOGS, n, x) for n, x in ((4, b"a-"), (3, b"b-"),
+                                                                       (4, b"c"))))
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(run())
+    assert calls == [(b"a-b-c", calls[0][1])]  # one attempt, nothing re-exported
+    letters = sorted(json.loads(m.read_text())["items"]
+                     for m in (tmp_path / "dead_letter").glob("*.json"))
+    assert letters == [3, 4, 4]
+
+
 def test_batches_queued_without_merging_are_sent_alone_after_merging_is_turned_on(
         tmp_path: Path) -> None:
     """They may have been sent under their own tokens before the restart: merging them would

@@ -184,6 +184,42 @@ async def test_events_queued_at_shutdown_are_sent_at_the_next_start(
         await r2.shutdown()
 
 
+class SlowSink(Sink):
+    """Takes a batch only after `delay` seconds (an exporter blocking on a full queue)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def consume(self, payload: Payload) -> None:
+        await asyncio.sleep(self.delay)
+        await super().consume(payload)
+
+
+@sync
+async def test_a_batch_being_taken_at_shutdown_is_recorded_not_sent_again(
+        api: FakeKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown waits for a consume under way (cancelled, the pipeline could have the batch
+    while the checkpoint does not): what was taken is not sent again at the next start."""
+    monkeypatch.setattr("receivers.k8sevents.receiver.SHUTDOWN_FLUSH", 0.1)
+    slow = SlowSink(1.0)
+    r = receiver(tmp_path, slow)
+    await r.start(Host(SelfTelemetry()))
+    await until(lambda: r.informers[0].synced)
+    await asyncio.sleep(0.4)  # the first batch is with the pipeline
+    await r.shutdown()
+    assert 0 < len(slow.taken) <= 97
+    again = Sink()
+    r2 = receiver(tmp_path, again)
+    await r2.start(Host(SelfTelemetry()))
+    try:
+        await settle(again, 1.0)
+        assert not set(again.taken) & set(slow.taken)
+        assert set(again.taken) | set(slow.taken) == api_ids(api)
+    finally:
+        await r2.shutdown()
+
+
 @sync
 async def test_namespaces_filter(api: FakeKubeAPI, tmp_path: Path) -> None:
     sink = Sink()
