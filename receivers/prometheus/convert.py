@@ -415,15 +415,21 @@ def _put_exemplars(target: Any, exemplars: list[Exemplar]) -> None:
                 kv.value.string_value = v
 
 
+def _new_point(target: Any, p: Point) -> Any:
+    """A data point added to `target` with the point's attributes, start time and time."""
+    dp = target.add()
+    _put_attrs(dp.attributes, p.attrs)
+    if p.start_ns:
+        dp.start_time_unix_nano = p.start_ns & _U64
+    dp.time_unix_nano = p.ts_ms * _MS & _U64
+    return dp
+
+
 def _number_points(target: Any, fam: Family) -> None:
     for p in fam.points.values():
         if not p.has_value:
             continue
-        dp = target.add()
-        _put_attrs(dp.attributes, p.attrs)
-        if p.start_ns:
-            dp.start_time_unix_nano = p.start_ns & _U64
-        dp.time_unix_nano = p.ts_ms * _MS & _U64
+        dp = _new_point(target, p)
         if p.stale:
             dp.flags = NO_RECORDED_VALUE
         else:
@@ -453,11 +459,7 @@ def _histogram_point(target: Any, p: Point) -> bool:
         if not _COUNT_MAX > p.count:
             log.debug("dropping histogram point with a count out of range: %s", p.attrs)
             return False
-    dp = target.add()
-    _put_attrs(dp.attributes, p.attrs)
-    if p.start_ns:
-        dp.start_time_unix_nano = p.start_ns & _U64
-    dp.time_unix_nano = p.ts_ms * _MS & _U64
+    dp = _new_point(target, p)
     dp.explicit_bounds.extend(b for b, _ in parts)
     if p.stale:
         dp.flags = NO_RECORDED_VALUE
@@ -483,11 +485,7 @@ def _summary_point(target: Any, p: Point) -> bool:
     if not p.stale and not 0 <= p.count < _COUNT_MAX:  # NaN, negative, ±Inf, no uint64
         log.debug("dropping summary point with a count out of range: %s", p.attrs)
         return False
-    dp = target.add()
-    _put_attrs(dp.attributes, p.attrs)
-    if p.start_ns:
-        dp.start_time_unix_nano = p.start_ns & _U64
-    dp.time_unix_nano = p.ts_ms * _MS & _U64
+    dp = _new_point(target, p)
     if p.stale:
         dp.flags = NO_RECORDED_VALUE
     else:
