@@ -86,10 +86,6 @@ def _canonical(signal: Signal, data: bytes) -> bytes | None:
     return bytes(message.SerializeToString())
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class ClickHouseExporter:
     def __init__(self, cid: ComponentID, cfg: ClickHouseConfig) -> None:
         self.id = cid
@@ -171,8 +167,10 @@ class ClickHouseExporter:
     async def _check_deduplication(self) -> None:
         """Tables created before otelgw set a deduplication window keep none: say so once."""
         assert self.engine is not None
-        names = ", ".join(_literal(self.options.local_name(t.key)) for t in schema.DEDUPLICATED)
-        sql = (f"SELECT name FROM system.tables WHERE database = {_literal(self.cfg.database)} AND "
+        names = ", ".join(schema.literal(self.options.local_name(t.key))
+                          for t in schema.DEDUPLICATED)
+        sql = (f"SELECT name FROM system.tables WHERE database = "
+               f"{schema.literal(self.cfg.database)} AND "
                f"name IN ({names}) AND engine IN ('MergeTree', 'ReplacingMergeTree') AND NOT "
                "match(engine_full, 'non_replicated_deduplication_window = [1-9]') FORMAT TSV")
         try:

@@ -18,31 +18,28 @@ from exporters.clickhouse import schema
 from receivers.k8sevents.convert import SCOPE_NAME
 
 
-def _res(key: str) -> str:
-    return f"ResourceAttributes[{schema.literal(key)}]"
-
-
 def _attr(key: str) -> str:
     return f"LogAttributes[{schema.literal(key)}]"
 
 
 def _select(o: schema.SchemaOptions) -> str:
+    res = schema.resource_attribute
     first = _attr("k8s.event.first_timestamp")
     columns = {
         "cluster_id": schema.CLUSTER_ID.expression.removeprefix("MATERIALIZED "),
         "timestamp": "Timestamp",
         "first_timestamp": f"if({first} = '', Timestamp, "
                            f"parseDateTime64BestEffortOrZero({first}, 9, 'UTC'))",
-        "kind": _res("k8s.object.kind"),
+        "kind": res("k8s.object.kind"),
         "namespace": _attr("k8s.namespace.name"),
-        "name": _res("k8s.object.name"),
+        "name": res("k8s.object.name"),
         "reason": _attr("k8s.event.reason"),
         "message": "Body",
         "type": f"if({_attr('k8s.event.type')} != '', {_attr('k8s.event.type')}, SeverityText)",
         "source_component": _attr("k8s.event.reporting_component"),
         "count": f"toUInt32OrZero({_attr('k8s.event.count')})",
-        "pod_name": f"if({_res('k8s.object.kind')} = 'Pod', {_res('k8s.object.name')}, '')",
-        "node_name": _res("k8s.node.name"),
+        "pod_name": f"if({res('k8s.object.kind')} = 'Pod', {res('k8s.object.name')}, '')",
+        "node_name": res("k8s.node.name"),
         "uid": _attr("k8s.event.uid"),
         "resource_version": _attr("k8s.event.resource_version"),
     }

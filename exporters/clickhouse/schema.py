@@ -73,18 +73,24 @@ _SCOPE_IDX = [_idx("idx_scope_attr_key", "mapKeys(ScopeAttributes)"),
               _idx("idx_scope_attr_value", "mapValues(ScopeAttributes)")]
 
 
-def _res(key: str) -> str:
-    return f"ResourceAttributes['{key}']"
+def literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def resource_attribute(key: str) -> str:
+    return f"ResourceAttributes[{literal(key)}]"
 
 
 CLUSTER_ID = Column("cluster_id", "LowCardinality(String)", Z,
-                    f"MATERIALIZED if({_res('k8s.cluster.name')} != '', "
-                    f"{_res('k8s.cluster.name')}, {_res('cluster.name')})")
-POD_NAME = Column("pod_name", "LowCardinality(String)", Z, f"MATERIALIZED {_res('k8s.pod.name')}")
+                    f"MATERIALIZED if({resource_attribute('k8s.cluster.name')} != '', "
+                    f"{resource_attribute('k8s.cluster.name')}, "
+                    f"{resource_attribute('cluster.name')})")
+POD_NAME = Column("pod_name", "LowCardinality(String)", Z,
+                  f"MATERIALIZED {resource_attribute('k8s.pod.name')}")
 NODE_NAME = Column("node_name", "LowCardinality(String)", Z,
-                   f"MATERIALIZED {_res('k8s.node.name')}")
+                   f"MATERIALIZED {resource_attribute('k8s.node.name')}")
 INSTANCE = Column("instance", "LowCardinality(String)", Z,
-                  f"MATERIALIZED {_res('service.instance.id')}")
+                  f"MATERIALIZED {resource_attribute('service.instance.id')}")
 
 TRACES = Table(
     key="traces",
@@ -254,10 +260,6 @@ def ttl_expr(ttl_seconds: float, column: str) -> str:
 # replica of a new, empty table instead of a replica of the existing one.
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}'"
 REPLICA_NAME = "'{replica}'"
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True)
