@@ -44,6 +44,10 @@ def _resource(res: object, rnd: random.Random, service: str, cluster: str) -> No
 
 def traces(spans: int, seed: int = 1, per_resource: int = 100,
            cluster: str = "prod-eu-1") -> ExportTraceServiceRequest:
+    """Spans in traces, as a service's SDK sends them: per request one HTTP server span (a local
+    root; 80 % carry the caller's span as parent) and 0-5 client calls under it (database
+    queries and HTTP calls to other services), all with the request's trace id. 3.5 spans per
+    trace on average; a trace that does not fit in a resource is cut short."""
     rnd = random.Random(seed)
     req = ExportTraceServiceRequest()
     made = 0
@@ -53,38 +57,55 @@ def traces(spans: int, seed: int = 1, per_resource: int = 100,
         _resource(rs.resource, rnd, service, cluster)
         ss = rs.scope_spans.add()
         ss.scope.name, ss.scope.version = "go.opentelemetry.io/contrib/otelhttp", "0.60.0"
-        for _ in range(min(per_resource, spans - made)):
-            span = ss.spans.add()
-            span.trace_id = rnd.randbytes(16)
-            span.span_id = rnd.randbytes(8)
-            span.parent_span_id = rnd.randbytes(8) if rnd.random() < 0.8 else b""
-            start = BASE_NS + made * 1_000_000 + rnd.randrange(1_000_000)
-            span.start_time_unix_nano = start
-            span.end_time_unix_nano = start + int(rnd.lognormvariate(16, 1.2))
-            if rnd.random() < 0.7:
-                route = rnd.choice(ROUTES)
-                span.name, span.kind = f"GET {route}", 2
-                status = 500 if rnd.random() < 0.02 else 200
-                for k, v in (("http.request.method", "GET"), ("http.route", route),
-                             ("url.path", route.replace("{id}", str(rnd.randrange(999)))),
-                             ("http.response.status_code", status),
-                             ("network.peer.address", f"10.1.{rnd.randrange(255)}.{rnd.randrange(255)}"),
-                             ("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)")):
-                    _attr(span, k, v)
-                if status >= 500:
-                    span.status.code, span.status.message = 2, "internal error"
-                    ev = span.events.add()
-                    ev.time_unix_nano, ev.name = start + 1000, "exception"
-                    _attr(ev, "exception.type", "RuntimeError")
-                    _attr(ev, "exception.message", "upstream reset")
-            else:
-                span.name, span.kind = "SELECT shop.orders", 3
-                for k, v in (("db.system", "postgresql"), ("db.name", "shop"),
-                             ("db.statement", "SELECT * FROM orders WHERE id = $1"),
-                             ("server.address", "postgres.shop.svc"), ("server.port", 5432)):
-                    _attr(span, k, v)
-            made += 1
+        room = min(per_resource, spans - made)
+        while room:
+            n = min(room, 1 + rnd.randrange(6))
+            _trace(ss.spans, rnd, BASE_NS + made * 1_000_000 + rnd.randrange(1_000_000), n)
+            made, room = made + n, room - n
     return req
+
+
+def _trace(out: object, rnd: random.Random, start: int, n: int) -> None:
+    trace_id = rnd.randbytes(16)
+    server = out.add()  # type: ignore[attr-defined]
+    server.trace_id, server.span_id = trace_id, rnd.randbytes(8)
+    server.parent_span_id = rnd.randbytes(8) if rnd.random() < 0.8 else b""
+    server.start_time_unix_nano = start
+    server.end_time_unix_nano = start + int(rnd.lognormvariate(16, 1.2))
+    route = rnd.choice(ROUTES)
+    server.name, server.kind = f"GET {route}", 2
+    status = 500 if rnd.random() < 0.02 else 200
+    for k, v in (("http.request.method", "GET"), ("http.route", route),
+                 ("url.path", route.replace("{id}", str(rnd.randrange(999)))),
+                 ("http.response.status_code", status),
+                 ("network.peer.address", f"10.1.{rnd.randrange(255)}.{rnd.randrange(255)}"),
+                 ("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)")):
+        _attr(server, k, v)
+    if status >= 500:
+        server.status.code, server.status.message = 2, "internal error"
+        ev = server.events.add()
+        ev.time_unix_nano, ev.name = start + 1000, "exception"
+        _attr(ev, "exception.type", "RuntimeError")
+        _attr(ev, "exception.message", "upstream reset")
+    for i in range(1, n):
+        span = out.add()  # type: ignore[attr-defined]
+        span.trace_id, span.span_id, span.parent_span_id = trace_id, rnd.randbytes(8), server.span_id
+        span.start_time_unix_nano = start + i * 100_000 + rnd.randrange(100_000)
+        span.end_time_unix_nano = span.start_time_unix_nano + int(rnd.lognormvariate(14, 1.0))
+        span.kind = 3
+        if rnd.random() < 0.5:
+            span.name = "SELECT shop.orders"
+            for k, v in (("db.system", "postgresql"), ("db.name", "shop"),
+                         ("db.statement", "SELECT * FROM orders WHERE id = $1"),
+                         ("server.address", "postgres.shop.svc"), ("server.port", 5432)):
+                _attr(span, k, v)
+        else:
+            peer = rnd.choice(SERVICES)
+            span.name = "GET"
+            for k, v in (("http.request.method", "GET"), ("server.address", f"{peer}.shop.svc"),
+                         ("server.port", 8080), ("url.full", f"http://{peer}.shop.svc:8080/"),
+                         ("http.response.status_code", 200)):
+                _attr(span, k, v)
 
 
 def logs(records: int, seed: int = 1, per_resource: int = 100,
