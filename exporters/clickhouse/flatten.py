@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporters.clickhouse.anyvalue import attributes_map, attributes_type
+from exporters.clickhouse.tuple_access import tuple_elements
 from gateway.signals import Signal
 
 ATTRS = attributes_type()
@@ -43,7 +44,7 @@ class Target:
         cols = ",\n    ".join(f"{expr} AS `{name}`" for name, expr in self.columns)
         joins = f"\n{self.array_join}" if self.array_join else ""
         where = f"\nWHERE {self.where}" if self.where else ""
-        return f"SELECT\n    {cols}\nFROM {source}{joins}{where}"
+        return tuple_elements(f"SELECT\n    {cols}\nFROM {source}{joins}{where}")
 
 
 @dataclass(frozen=True)
