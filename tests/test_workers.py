@@ -329,3 +329,60 @@ def test_the_owners_outcome_reaches_the_workers_client(tmp_path: Path) -> None:
     assert str(refused) == "sending queue is full"
     assert isinstance(permanent, PermanentError) and str(permanent) == "bad data"
     assert type(gone) is RetryableError and "owner process is not reachable" in str(gone)
+
+
+_DRAINS = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(0.5), sys.exit(0)))\n"
+           "time.sleep(60)\n")
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_restarted_while_the_owner_stops_is_stopped_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker 2 is being (re)started when stop() begins, and comes up while stop() waits for
+    worker 1 to drain: it must get SIGTERM too, not outlive the owner's shutdown."""
+    import asyncio
+    import contextlib
+    import os
+    import signal
+    import sys
+
+    from gateway.telemetry import SelfTelemetry
+    from gateway.workers.supervisor import Supervisor
+
+    real = asyncio.create_subprocess_exec
+    procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def run() -> None:
+        spawning, release = asyncio.Event(), asyncio.Event()
+
+        async def spawn(*args: str, **kwargs: object) -> asyncio.subprocess.Process:
+            worker = args[args.index("--worker-index") + 1]
+            if worker == "2":
+                spawning.set()
+                await release.wait()
+            code = _DRAINS if worker == "1" else "import time; time.sleep(60)"
+            procs[worker] = await real(sys.executable, "-c", code)
+            return procs[worker]
+
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", spawn)
+        sup = Supervisor(str(tmp_path / "unused.yaml"), 3, {}, SelfTelemetry())
+        sup._tasks = [asyncio.create_task(sup._supervise(k)) for k in (1, 2)]
+        await asyncio.wait_for(spawning.wait(), 10)
+        while "1" not in procs:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # worker 1 has installed its SIGTERM handler
+        stopping = asyncio.create_task(sup.stop())
+        await asyncio.sleep(0.05)  # stop() sent its SIGTERMs and waits for worker 1
+        release.set()              # worker 2 comes up only now
+        await asyncio.wait_for(stopping, 20)
+        assert procs["1"].returncode == 0
+        assert "2" in procs and procs["2"].returncode == -signal.SIGTERM
+
+    try:
+        asyncio.run(run())
+    finally:
+        for proc in procs.values():  # never leave a process behind, even when failing
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)

@@ -4,7 +4,8 @@ Each batch is two files named `<UTC time>-<token>`: `.pb`, the serialized OTLP
 Export*ServiceRequest exactly as it would have been sent (replay it with any OTLP client, e.g.
 `curl --data-binary @F.pb -H 'Content-Type: application/x-protobuf' http://gw:4318/v1/traces`),
 and `.json`, why it is here: the destination's error, the signal, the item count, the exporter,
-the time. The `.json` is written last, so a batch with one is complete.
+the time. The `.json` is written last, so a batch with one is complete. With fsync on, both files
+and their names in the directory reach the disk before the batch leaves the queue's log.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.queue.wal import fsync_dir
+
 
 class DeadLetters:
     def __init__(self, directory: Path, fsync: bool) -> None:
@@ -23,7 +26,10 @@ class DeadLetters:
 
     def write(self, data: bytes, token: str, info: dict[str, Any]) -> Path:
         """Stores one batch (blocking: run in a thread); returns the path of its `.json`."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if self.fsync:  # the directory's own name must survive a crash too
+                fsync_dir(self.directory.parent)
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
         base = f"{stamp}-{token[:16] or 'unknown'}"
@@ -32,6 +38,8 @@ class DeadLetters:
         self._atomic(self.directory / (base + ".pb"), data)
         path = self.directory / (base + ".json")
         self._atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        if self.fsync:  # the renames: without this a crash may leave the batch nowhere
+            fsync_dir(self.directory)
         return path
 
     def _atomic(self, path: Path, data: bytes) -> None:
@@ -42,3 +50,4 @@ class DeadLetters:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+

@@ -18,8 +18,11 @@ concatenation of serialized requests parses as one request). Each export first g
 record in the log naming its members; its token is the one every attempt carries, before and
 after a restart, so an export that landed before a crash and is sent again is dropped by the
 destination however the queue would merge after the restart. A merged export the destination
-refuses is taken apart and its batches exported one by one, so one bad batch goes to the
-dead-letter directory alone.
+refuses on its first attempt is taken apart and its batches exported one by one (each under a
+group record of its own, so never merged again), so one bad batch goes to the dead-letter
+directory alone. An export that may have been stored already (an earlier attempt failed
+transiently, or it was attempted before a restart) is never taken apart: its batches would go
+out again under new tokens; it is retried as it is or set aside whole.
 
 Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
 leaves the rest in the log for the next start.
@@ -193,8 +196,9 @@ class DurableQueue:
         fut.add_done_callback(lambda f: self._unreserve(f, cost))
         try:
             await asyncio.shield(fut)
-        except OSError as exc:
-            raise RetryableError(f"cannot write the sending queue: {exc}") from None
+        except OSError as exc:  # the disk refuses (full, read-only, out of files): not the data
+            raise RetryableError(f"exporter {self.owner}: the batch could not be stored in its "
+                                 f"sending queue: {exc}", retry_after=5.0) from None
         self._gauges()
 
     def _cost(self, items: int, size: int) -> int:
@@ -279,6 +283,7 @@ class DurableQueue:
                 await self._dead_letter(rec, signal, b"", f"the queued batch cannot be read: "
                                                           f"{got}")
         group = job.group
+        replayed = group is not None  # attempted before a restart: it may have been stored
         if records and group is None and not job.alone:
             group = await self._write_group(records)
             if group is None:
@@ -292,6 +297,7 @@ class DurableQueue:
         if attempt is None:
             return  # closing: stays in the log
         outcome, refused = attempt
+        refused = refused and not replayed
         if not outcome:
             if self._t is not None:
                 self._t.exporter_sent[signal.item_name].labels(**self._labels).inc(items)
@@ -299,8 +305,9 @@ class DurableQueue:
                 self._done(rec)
         elif len(records) == 1 or not refused:
             # Taken apart, the members would go out under new tokens: right when the destination
-            # refused the data (nothing was stored), but after a transient failure the merged
-            # INSERT may have landed, and new tokens would store it twice. Set aside whole.
+            # refused the data at its only attempt (nothing was stored), but after a transient
+            # failure, or before a restart, the merged INSERT may have landed, and new tokens
+            # would store it twice. Set aside whole.
             for rec, part in zip(records, parts, strict=True):
                 await self._dead_letter(rec, signal, part, outcome)
         else:
@@ -313,8 +320,8 @@ class DurableQueue:
             except OSError as exc:  # after a restart the members' own groups are the newer
                 log.warning("exporter %s: cannot record the split of a merged export in the "
                             "queue: %s", self.owner, exc)
-            for rec in records:
-                await self._deliver(Job([rec], alone=not self._batchers))
+            for rec in records:  # each under a group of its own: sent alone, never merged
+                await self._deliver(Job([rec]))
             return
         self._release(group)
 
@@ -355,17 +362,20 @@ class DurableQueue:
 
     async def _attempts(self, batch: Batch) -> tuple[str, bool] | None:
         """Exports `batch` until it is sent (("", False)), is to be set aside ((the reason,
-        whether the destination refused the data as invalid)), or the queue closes (None)."""
+        whether the destination refused the data as invalid at the first attempt, so that
+        nothing of it can have been stored)), or the queue closes (None)."""
         backoff = Backoff(self.retry)
         first = time.monotonic()
         warned = False
+        tried = False
         item_name = batch.signal.item_name
         while True:
             try:
                 await self._export(batch)
             except PermanentError as exc:
-                return str(exc), True
+                return str(exc), not tried
             except Exception as exc:
+                tried = True
                 if self._closing.is_set():
                     return None
                 elapsed = time.monotonic() - first

@@ -31,14 +31,27 @@ and go out together with the next one, so one fsync covers many batches (`Fsync.
 
 Replay trusts nothing it reads: a record with a bad header or checksum is skipped and the scan
 resynchronises on the next magic whose record checks out; a torn record at the end of a segment
-(a crash mid-write) is skipped. Each skipped region is logged once. Acks are not fsynced: an ack
-lost in a machine crash only means the record is sent again, and its token makes the destination
-drop the copy. A segment is deleted once it is no longer appended to and every record is done.
+(a crash mid-write) is skipped. Each skipped region is logged once. Acked records are checked
+like the others (a corrupt length there would make the scan jump over pending records), and an
+ack counts only if it names the start of a record that checks out; the ack file is read entry by
+entry, resynchronising after a torn or corrupt entry. In doubt a record is sent again: its token
+makes the destination drop the copy. Acks are not fsynced: an ack lost in a machine crash only
+means the record is sent again. Where the disk must keep an ack (a dissolved group, the members
+of a group whose segment is deleted) the ack file and, once, its directory entry are fsynced.
+A segment is deleted once it is no longer appended to and every record is done.
+
+Appending never leaves the log without a segment: the next segment is created (and its directory
+entry fsynced) before the full one is sealed. When a write or its fsync fails, the records of
+that write are cut off again (or, if that fails, acked so replay skips them) and reported as
+failed, and the log moves to a new segment before it takes another record; while it cannot,
+every append fails with an OSError that says why. A record once committed is reported written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import logging
 import mmap
@@ -109,6 +122,8 @@ class _Segment:
     sealed: bool = False    # no longer appended to
     read_fd: int | None = None
     ack_fd: int | None = None
+    ack_bytes: int = 0         # size of the ack file, while ack_fd is open
+    ack_dir_synced: bool = False  # the ack file's directory entry is known to be on disk
     # other segments whose records its groups hold: their acks reach the disk before it goes
     refers: set[int] = field(default_factory=set)
 
@@ -126,7 +141,7 @@ def _ack_entry(offset: int) -> bytes:
     return raw + _LEN.pack(zlib.crc32(raw))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -146,6 +161,9 @@ class WriteAheadLog:
         self._segments: dict[int, _Segment] = {}
         self._active: _Segment | None = None
         self._fd = -1                  # the active segment, opened for appending
+        self._next_id = 1              # ids only grow: a failed rotation never reuses one
+        self._suspect = False          # a write to the active segment failed: rotate first
+        self._rotate_failing = False   # a full segment could not be rotated (logged once)
         self._lock_fd = -1
         self._lock = threading.Lock()  # segment bookkeeping: the writer thread and the loop
         self._pending: deque[tuple[int, int, bytes, asyncio.Future[Record]]] = deque()
@@ -173,14 +191,19 @@ class WriteAheadLog:
             self._segments[seg.id] = seg
             self.disk_bytes += seg.bytes + self._size(seg.ack_path)
         pending = self._regroup(pending, refs)
+        self._next_id = max(self._segments, default=0) + 1
         for seg in list(self._segments.values()):
             if seg.done >= seg.records:
                 self._delete(seg)
         for ack in self.directory.glob("*.ack"):
             if not ack.with_suffix(".wal").exists():  # its segment's deletion was cut short
                 ack.unlink()
+        try:
+            self._rotate()
+        except OSError:
+            self._release_lock()
+            raise
         self._io = ThreadPoolExecutor(1, thread_name_prefix=f"wal-{self.directory.name}")
-        self._rotate()
         return pending
 
     def _take_lock(self) -> None:
@@ -196,6 +219,11 @@ class WriteAheadLog:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
     @staticmethod
     def _size(path: Path) -> int:
         try:
@@ -208,11 +236,11 @@ class WriteAheadLog:
             raw = seg.ack_path.read_bytes()
         except FileNotFoundError:
             return set()
-        acked = set()
-        usable = len(raw) - len(raw) % _ACK.size  # a torn last entry is simply not an ack
-        for offset, crc in _ACK.iter_unpack(raw[:usable]):
-            if zlib.crc32(_OFFSET.pack(offset)) == crc:
-                acked.add(offset)
+        acked, skipped = _parse_acks(raw)
+        if skipped:  # a torn entry (a crash mid-write) or corruption: those records go again
+            log.warning("queue %s: ack file %s has %d bytes that are no valid entry: skipped "
+                        "(the records they acknowledged are sent again, and deduplicated)",
+                        self.directory, seg.ack_path.name, skipped)
         return acked
 
     def _regroup(self, pending: list[Record],
@@ -243,10 +271,11 @@ class WriteAheadLog:
         if size == 0:
             return []
         found: list[Record] = []
+        matched = 0
         with open(seg.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             pos = 0
             while pos < size:
-                rec = _parse(mm, seg.id, pos, size, verify=pos not in acked)
+                rec = _parse(mm, seg.id, pos, size, verify=True)
                 if rec is None:
                     nxt = _resync(mm, seg.id, pos + 1, size)
                     skipped = (nxt if nxt is not None else size) - pos
@@ -264,6 +293,7 @@ class WriteAheadLog:
                 seg.records += 1
                 if pos in acked:
                     seg.done += 1
+                    matched += 1
                 elif rec.kind & GROUP:
                     start = pos + OVERHEAD
                     refs[rec] = [(s, o) for s, o in _REF.iter_unpack(
@@ -272,6 +302,10 @@ class WriteAheadLog:
                 else:
                     found.append(rec)
                 pos += rec.length
+        if matched < len(acked):
+            log.warning("queue %s: ack file %s names %d offsets where segment %s has no valid "
+                        "record: ignored", self.directory, seg.ack_path.name,
+                        len(acked) - matched, seg.path.name)
         return found
 
     # -- appending
@@ -312,8 +346,9 @@ class WriteAheadLog:
                 work = [(kind, items, payload) for kind, items, payload, _ in group]
                 try:
                     results = await loop.run_in_executor(self._io, self._write_group, work)
-                except Exception as exc:  # a bug: every append of the group learns of it
-                    results = [exc] * len(group)
+                except Exception as exc:  # the writer thread is gone: nothing was written
+                    results = [OSError(f"the sending queue's log in {self.directory} cannot "
+                                       f"be written: {exc!r}")] * len(group)
                 for (_, _, _, fut), result in zip(group, results, strict=True):
                     if isinstance(result, Record):
                         if self.on_durable is not None:
@@ -335,26 +370,66 @@ class WriteAheadLog:
             await asyncio.shield(self._flusher)
 
     def _write_group(self, work: list[tuple[int, int, bytes]]) -> list[Record | BaseException]:
-        """Writer thread: appends the group, rotating segments as they fill, then fsyncs."""
+        """Writer thread: appends the group, rotating segments as they fill, then fsyncs. One
+        result per append, in order: its Record once committed, else an OSError."""
         results: list[Record | BaseException] = []
+        try:
+            self._append_all(work, results)
+        except Exception as exc:  # a bug: what was committed stays reported as written
+            log.exception("queue %s: appending to the log failed", self.directory)
+            failed = OSError(f"the sending queue's log in {self.directory} failed: {exc!r}")
+            results += [failed] * (len(work) - len(results))
+        return results
+
+    def _append_all(self, work: list[tuple[int, int, bytes]],
+                    results: list[Record | BaseException]) -> None:
         bufs: list[bytes] = []
         batch: list[Record] = []
-        assert self._active is not None
-        for kind, items, payload in work:
+        size = 0         # bytes of `batch`
+        stay = False     # the full segment could not be rotated: it takes the rest
+        for i, (kind, items, payload) in enumerate(work):
             token = os.urandom(16)
             body = _BODY.pack(kind, items, token)
             length = len(body) + len(payload)
             head = _HEAD.pack(MAGIC, length, _crc(length, body, payload))
-            start = self._active.bytes + sum(r.length for r in batch)
-            if start > 0 and start + _HEAD.size + length > self.segment_bytes:
+            start = self._active_bytes() + size
+            full = not stay and start > 0 and start + _HEAD.size + length > self.segment_bytes
+            if full or self._suspect:
                 results += self._commit(bufs, batch)
-                bufs, batch = [], []
-                self._rotate()
-                start = 0
+                bufs, batch, size = [], [], 0
+                try:
+                    stay = not self._renew()
+                except OSError as exc:
+                    results += [exc] * (len(work) - i)
+                    return
+                start = self._active_bytes()
+            assert self._active is not None
             batch.append(Record(self._active.id, start, kind, items, len(payload), token))
             bufs += (head, body, payload)
+            size += _HEAD.size + length
         results += self._commit(bufs, batch)
-        return results
+
+    def _active_bytes(self) -> int:
+        return self._active.bytes if self._active is not None else 0
+
+    def _renew(self) -> bool:
+        """Writer thread: moves to a new segment; False when a full segment has to go on
+        (rotation failed; retried with the next group). OSError when the active segment must
+        not be appended to (a write to it failed) and no new one could be started."""
+        try:
+            self._rotate()
+        except OSError as exc:
+            if self._suspect or self._active is None:
+                raise OSError(exc.errno, f"the sending queue in {self.directory} cannot start "
+                              f"a new log segment after a failed write: {exc.strerror or exc}"
+                              ) from exc
+            if not self._rotate_failing:
+                log.warning("queue %s: cannot start a new log segment (%s); the full one goes "
+                            "on growing", self.directory, exc)
+            self._rotate_failing = True
+            return False
+        self._rotate_failing = False
+        return True
 
     def _commit(self, bufs: list[bytes], batch: list[Record]) -> list[Record | BaseException]:
         if not batch:
@@ -368,21 +443,37 @@ class WriteAheadLog:
                 os.fdatasync(self._fd)
         except OSError as exc:
             log.error("queue %s: cannot write segment %s: %s", self.directory, seg.path.name, exc)
-            try:  # drop the partial group so the segment ends on a whole record
-                os.ftruncate(self._fd, seg.bytes)
-            except OSError:
-                pass
-            try:  # after a failed fsync the page cache cannot be trusted: a new segment
-                self._rotate()
-            except OSError as again:
-                log.error("queue %s: cannot start a new segment: %s", self.directory, again)
-            return [exc] * len(batch)
+            # after a failed write or fsync neither the file's end nor its page cache can be
+            # trusted: the next append starts a new segment first
+            self._suspect = True
+            self._void(seg, batch)
+            error = OSError(exc.errno, f"the sending queue cannot write its log in "
+                                       f"{self.directory}: {exc.strerror or exc}")
+            return [error] * len(batch)
         written = sum(r.length for r in batch)
         with self._lock:
             seg.bytes += written
             seg.records += len(batch)
             self.disk_bytes += written
         return list(batch)
+
+    def _void(self, seg: _Segment, batch: list[Record]) -> None:
+        """Writer thread: the records of a failed write must never be replayed (their clients
+        were told they failed, and send them again): cut off, or else acked."""
+        try:
+            os.ftruncate(self._fd, seg.bytes)
+            return
+        except OSError as exc:
+            log.error("queue %s: cannot cut the failed write off segment %s (%s); acking it "
+                      "instead", self.directory, seg.path.name, exc)
+        with self._lock:
+            for rec in batch:
+                try:
+                    self._write_ack(seg, rec.offset)
+                except OSError as exc:
+                    log.error("queue %s: cannot ack a failed write either (%s): after a restart "
+                              "it may be sent besides its client's retry", self.directory, exc)
+                    return
 
     def _note_refers(self, group: Record, members: list[Record]) -> None:
         with self._lock:
@@ -391,30 +482,35 @@ class WriteAheadLog:
                 seg.refers.update(m.segment for m in members if m.segment != group.segment)
 
     def _rotate(self) -> None:
-        """Seals the active segment (if any) and starts the next one."""
+        """Starts the next segment, then seals the active one (if any). On OSError nothing
+        changed: the active segment stays."""
+        next_id, self._next_id = self._next_id, self._next_id + 1
+        path = self.directory / f"{next_id:020d}.wal"
+        try:  # acks left by a segment of this id that is gone
+            path.with_suffix(".ack").unlink()
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            if self.fsync is not Fsync.NEVER:  # records in a file that may vanish are not durable
+                fsync_dir(self.directory)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        seg = _Segment(next_id, path)
         with self._lock:
-            old = self._active
+            old, old_fd = self._active, self._fd
+            self._segments[next_id] = seg
+            self._active, self._fd = seg, fd
+            self._suspect = False
             if old is not None:
                 old.sealed = True
-                os.close(self._fd)
-                self._fd = -1
-                self._active = None
+                with contextlib.suppress(OSError):
+                    os.close(old_fd)
                 if old.done >= old.records:
                     self._delete(old)
-            next_id = max(self._segments, default=0) + 1
-            if old is not None:
-                next_id = max(next_id, old.id + 1)
-            path = self.directory / f"{next_id:020d}.wal"
-            try:  # acks left by a segment of this id that is gone
-                path.with_suffix(".ack").unlink()
-            except FileNotFoundError:
-                pass
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-            seg = _Segment(next_id, path)
-            self._segments[next_id] = seg
-            self._active = seg
-        if self.fsync is not Fsync.NEVER:
-            _fsync_dir(self.directory)
 
     # -- reading and acknowledging
 
@@ -442,12 +538,49 @@ class WriteAheadLog:
             seg = self._count_done(rec)
             if seg is None:
                 return
-            if seg.ack_fd is None:
-                seg.ack_fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.write(seg.ack_fd, _ack_entry(rec.offset))
-            self.disk_bytes += _ACK.size
+            self._write_ack(seg, rec.offset)
             if sync and self.fsync is not Fsync.NEVER:
-                os.fdatasync(seg.ack_fd)
+                self._sync_ack_file(seg)
+
+    def _write_ack(self, seg: _Segment, offset: int) -> None:
+        """Caller holds the lock. Appends one entry; on failure the file is cut back to whole
+        entries, so the acks after it stay readable."""
+        if seg.ack_fd is None:
+            fd = os.open(seg.ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size % _ACK.size:  # a torn entry from a crash: keep later entries aligned
+                    size -= size % _ACK.size
+                    os.ftruncate(fd, size)
+            except OSError:
+                os.close(fd)
+                raise
+            seg.ack_fd, seg.ack_bytes = fd, size
+        try:
+            if os.write(seg.ack_fd, _ack_entry(offset)) != _ACK.size:
+                raise OSError(errno.ENOSPC, f"short write to {seg.ack_path.name}")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.ack_fd, seg.ack_bytes)
+            raise
+        seg.ack_bytes += _ACK.size
+        self.disk_bytes += _ACK.size
+
+    def _sync_ack_file(self, seg: _Segment) -> None:
+        """The acks written so far, and the ack file itself, reach the disk."""
+        if seg.ack_fd is not None:
+            os.fdatasync(seg.ack_fd)
+        elif seg.ack_path.exists():
+            fd = os.open(seg.ack_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            return
+        if not seg.ack_dir_synced:  # a new file's name is only durable with its directory
+            fsync_dir(self.directory)
+            seg.ack_dir_synced = True
 
     def release(self, group: Record) -> None:
         """A group whose members are acked is done: nothing is written (replay finds it done
@@ -495,14 +628,7 @@ class WriteAheadLog:
 
     def _sync_acks(self, seg: _Segment) -> None:
         try:
-            if seg.ack_fd is not None:
-                os.fdatasync(seg.ack_fd)
-            elif seg.ack_path.exists():
-                fd = os.open(seg.ack_path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            self._sync_ack_file(seg)
         except OSError as exc:
             log.warning("queue %s: cannot fsync %s: %s", self.directory, seg.ack_path.name, exc)
 
@@ -530,9 +656,7 @@ class WriteAheadLog:
                     if fd is not None:
                         os.close(fd)
                 seg.read_fd = seg.ack_fd = None
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = -1
+        self._release_lock()
 
     def _seal(self) -> None:
         with self._lock:
@@ -586,3 +710,24 @@ def _resync(mm: mmap.mmap, segment: int, pos: int, size: int) -> int | None:
         if _parse(mm, segment, pos, size, verify=True) is not None:
             return pos
         pos += 1
+
+
+def _parse_acks(raw: bytes) -> tuple[set[int], int]:
+    """The offsets of the valid entries in an ack file, and how many bytes were not one. Entries
+    are aligned unless a write was torn: after a bad entry the reader slides byte by byte to the
+    next entry whose checksum holds."""
+    usable = len(raw) - len(raw) % _ACK.size
+    entries = list(_ACK.iter_unpack(raw[:usable]))
+    if usable == len(raw) and all(zlib.crc32(_OFFSET.pack(o)) == c for o, c in entries):
+        return {o for o, _ in entries}, 0
+    acked: set[int] = set()
+    pos = skipped = 0
+    while pos + _ACK.size <= len(raw):
+        offset, crc = _ACK.unpack_from(raw, pos)
+        if zlib.crc32(raw[pos:pos + _OFFSET.size]) == crc:
+            acked.add(offset)
+            pos += _ACK.size
+        else:
+            skipped += 1
+            pos += 1
+    return acked, skipped + len(raw) - pos

@@ -47,6 +47,7 @@ class Supervisor:
         self._failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._running = False
         self._stopping = False
+        self._stop_event = asyncio.Event()  # cuts a restart's backoff short
         self._items = telemetry.metric(
             Counter, "otelgw_worker_handover_items",
             "Items a worker process handed over to the owner's exporters", ["worker", "signal"])
@@ -78,6 +79,11 @@ class Supervisor:
                 sys.executable, "-m", "gateway.cli", "run", "--config", self.config_path,
                 "--worker-index", str(worker), "--owner-socket", self.socket_path)
             self._procs[worker] = proc
+            if self._stopping:  # stop() began while it was being started: it drains too
+                log.info("worker %d (pid %d) started as the gateway stops; stopping it", worker,
+                         proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             started = time.monotonic()
             code = await proc.wait()
             self._ready[worker].clear()
@@ -93,7 +99,8 @@ class Supervisor:
             log.error("worker %d (pid %d) exited with %s; restarting it in %gs", worker,
                       proc.pid, _describe(code), backoff)
             self._restarts.labels(worker=str(worker)).inc()
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _route(self, pipeline: str, exporters: tuple[str, ...]) -> Consumer:
@@ -120,16 +127,19 @@ class Supervisor:
         self._up.set(sum(e.is_set() for e in self._ready.values()))
 
     async def stop(self) -> None:
-        """Workers drain first (their last batches still come in here), then the socket closes."""
+        """Workers drain first (their last batches still come in here), then the socket closes.
+        A worker being started (restarted) meanwhile is stopped the same way, once it runs."""
         self._stopping = True
-        procs = [p for p in self._procs.values() if p.returncode is None]
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        if procs:
-            _, late = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
-                                         timeout=STOP_GRACE)
-            for proc in procs:
+        self._stop_event.set()
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        # each supervising task returns once its worker exited (or never started)
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for proc in self._procs.values():
                 if proc.returncode is None:
                     log.error("worker (pid %d) did not drain within %gs; killing it", proc.pid,
                               STOP_GRACE)
