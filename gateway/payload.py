@@ -39,9 +39,12 @@ class Payload:
     @classmethod
     def from_message(
         cls, signal: Signal, message: Any, context: RequestContext | None = None,
-        raw: bytes | None = None,
+        raw: bytes | None = None, items: int | None = None,
     ) -> Payload:
-        return cls(signal, raw, message, count_items(signal, message), context or RequestContext())
+        """`items`: the message's count, when the caller has it (counting reads every scope)."""
+        if items is None:
+            items = count_items(signal, message)
+        return cls(signal, raw, message, items, context or RequestContext())
 
     @property
     def message(self) -> Any:

@@ -19,7 +19,7 @@ from gateway.errors import PermanentError, RetryableError
 from gateway.payload import Payload, RequestContext
 from gateway.signals import Signal
 from gateway.telemetry import SelfTelemetry
-from receivers.otlp.decode import decode_json, decode_protobuf
+from receivers.otlp.decode import Decoded, decode_json, decode_protobuf
 from receivers.otlp.limits import DEFAULT_LIMITS, OtlpLimits, truncate_attributes
 from receivers.otlp.validate import reject_invalid
 
@@ -48,26 +48,29 @@ class Ingest:
                                    "Attribute values cut to attribute_value_length_limit.",
                                    _LABELS)
 
-    def decode(self, signal: Signal, body: bytes, as_json: bool,
-               transport: str) -> tuple[Any, bytes | None]:
-        """(message, raw) of a decompressed request body, for push(); raw is None when the
+    def decode(self, signal: Signal, body: bytes, as_json: bool, transport: str) -> Decoded:
+        """The message of a decompressed request body, for push(); its raw is None when the
         message is not the received bytes. Raises PermanentError (TooLarge, TooManyItems)."""
         decoded = (decode_json if as_json else decode_protobuf)(signal, body, self.limits)
         if decoded.utf8_replacements:
             self._utf8.labels(str(self.id), transport).inc(decoded.utf8_replacements)
-        return decoded.message, decoded.raw
+        return decoded
 
-    async def push(self, signal: Signal, message: Any, raw: bytes | None, transport: str,
+    async def push(self, signal: Signal, decoded: Decoded, transport: str,
                    context: RequestContext) -> Any:
         """Push one request; returns the Export*ServiceResponse or raises a gateway error.
 
         Invalid items are dropped here and reported in partial_success; the rest go on."""
-        rejected, problem = reject_invalid(signal, message)
+        message, raw = decoded.message, decoded.raw
+        rejected, problem = reject_invalid(signal, message, raw)
         if problem:
             raw = None  # the message changed: serialize it again
         if self._truncate(signal, message, raw, transport):
             raw = None
-        payload = Payload.from_message(signal, message, context, raw=raw)
+        # `rejected` counts the spans / log records removed (0 for metrics: an untyped metric
+        # holds no points), so the count stays exact without counting again
+        items = decoded.items - rejected
+        payload = Payload.from_message(signal, message, context, raw=raw, items=items)
         labels = {"receiver": str(self.id), "transport": transport}
         item = signal.item_name
         try:

@@ -46,6 +46,7 @@ class Decoded:
     message: Any
     raw: bytes | None          # the serialized message, when it is exactly what was received
     utf8_replacements: int = 0
+    items: int = 0             # spans, data points or log records in `message`
 
 
 def _check_items(signal: Signal, n: int, limits: OtlpLimits, counted: str = "") -> None:
@@ -106,8 +107,9 @@ def decode_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LI
             raise _decode_error(signal, exc) from None
         raw = None
     # the wire count can stop short of a body upb reads differently; this one cannot
-    _check_items(signal, count_items(signal, message), limits)
-    return Decoded(message, raw, replaced)
+    items = count_items(signal, message)
+    _check_items(signal, items, limits)
+    return Decoded(message, raw, replaced, items)
 
 
 def parse_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:
@@ -150,7 +152,7 @@ def decode_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS
         replaced += otlpjson.parse(doc, message)
     except otlpjson.JsonError as exc:
         raise PermanentError(f"the JSON body is not a valid OTLP {name}: {exc}") from None
-    return Decoded(message, None, replaced)
+    return Decoded(message, None, replaced, count_items(signal, message))
 
 
 def parse_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:

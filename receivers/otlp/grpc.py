@@ -163,9 +163,8 @@ class OtlpGrpcServer:
 
     async def _export(self, signal: Signal, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            message, exact = self.ingest.decode(signal, raw, False, "grpc")
-            response = await self.ingest.push(signal, message, exact, "grpc",
-                                              self._context(context))
+            decoded = self.ingest.decode(signal, raw, False, "grpc")
+            response = await self.ingest.push(signal, decoded, "grpc", self._context(context))
         except PermanentError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except RetryableError as exc:

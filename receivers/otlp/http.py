@@ -139,11 +139,10 @@ class OtlpHttpServer:
                                 f"request body of {request.content_length} bytes is over the "
                                 f"limit of {limit} bytes", as_json)
         try:
-            body = await request.read()
+            body = await _read_body(request, limit)
             body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
-            message, raw = self.ingest.decode(signal, body, as_json, "http")
-            response = await self.ingest.push(signal, message, raw, "http",
-                                              self._context(request))
+            decoded = self.ingest.decode(signal, body, as_json, "http")
+            response = await self.ingest.push(signal, decoded, "http", self._context(request))
         except web.HTTPRequestEntityTooLarge:
             return self._status(413, code_pb2.INVALID_ARGUMENT,
                                 f"request body is over the limit of {limit} bytes", as_json)
@@ -199,6 +198,23 @@ class OtlpHttpServer:
         if self.cfg.cors.max_age:
             headers["Access-Control-Max-Age"] = str(self.cfg.cors.max_age)
         return web.Response(status=204, headers=headers)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, as request.read() reads it, without its two copies (into a growing
+    bytearray, then into bytes): for a body of a few hundred KiB each copy touches fresh pages,
+    ~0.1 ms of the event loop per request; one chunk is passed on as it is."""
+    content = request.content
+    if hasattr(content, "set_read_chunk_size"):  # aiohttp >= 3.14; as read() does
+        content.set_read_chunk_size(limit)
+    chunks = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _is_json(request: web.Request) -> bool:

@@ -50,8 +50,8 @@ def counter(telemetry: SelfTelemetry, name: str, transport: str) -> float:
 def push(ing: Ingest, signal: Signal, body: bytes, as_json: bool = False,
          transport: str = "http") -> Any:
     async def run() -> Any:
-        message, raw = ing.decode(signal, body, as_json, transport)
-        return await ing.push(signal, message, raw, transport, RequestContext())
+        decoded = ing.decode(signal, body, as_json, transport)
+        return await ing.push(signal, decoded, transport, RequestContext())
     return asyncio.run(run())
 
 

@@ -262,6 +262,32 @@ def test_body_over_the_limit_is_413(gateway: Gateway) -> None:
     assert "over the limit" in reply.rpc_status().message
 
 
+def test_a_body_arriving_in_pieces_is_stored_whole(gateway: Gateway) -> None:
+    """Chunked, with pauses: the receiver reads the body in several pieces and joins them."""
+    service = otlpdata.service("http-pieces")
+    body = otlpdata.traces(service, spans=300).SerializeToString()
+    pieces = [body[i:i + 4096] for i in range(0, len(body), 4096)]
+    assert len(pieces) > 3
+
+    def slowly() -> Iterator[bytes]:
+        for piece in pieces:
+            yield piece
+            threading.Event().wait(0.01)
+
+    url = urllib.parse.urlsplit(gateway.http_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/traces", body=slowly(),
+                     headers={"Content-Type": PROTOBUF}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert not ExportTraceServiceResponse.FromString(resp.read()).HasField(
+            "partial_success")
+    finally:
+        conn.close()
+    assert len(stored_spans(gateway, service, 300)) == 300
+
+
 def test_chunked_body_over_the_limit_is_413(gateway: Gateway) -> None:
     # no Content-Length to check up front: the limit applies while reading
     chunk = b"\0" * (1024 * 1024)
