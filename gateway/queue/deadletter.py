@@ -11,12 +11,11 @@ and their names in the directory reach the disk before the batch leaves the queu
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from gateway.queue.wal import fsync_dir
+from gateway.files import fsync_path, replace_file
 
 
 class DeadLetters:
@@ -29,25 +28,16 @@ class DeadLetters:
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.fsync:  # the directory's own name must survive a crash too
-                fsync_dir(self.directory.parent)
+                fsync_path(self.directory.parent)
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
         base = f"{stamp}-{token[:16] or 'unknown'}"
         meta = {**info, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
                 "token": token, "bytes": len(data), "payload_file": base + ".pb"}
-        self._atomic(self.directory / (base + ".pb"), data)
+        replace_file(self.directory / (base + ".pb"), data, self.fsync)
         path = self.directory / (base + ".json")
-        self._atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        replace_file(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
+                     self.fsync)
         if self.fsync:  # the renames: without this a crash may leave the batch nowhere
-            fsync_dir(self.directory)
+            fsync_path(self.directory)
         return path
-
-    def _atomic(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-

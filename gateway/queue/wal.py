@@ -65,6 +65,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.files import fsync_path
 from gateway.queue.config import Fsync
 
 log = logging.getLogger(__name__)
@@ -139,14 +140,6 @@ def _crc(length: int, body: bytes | memoryview, payload: bytes | memoryview = b"
 def _ack_entry(offset: int) -> bytes:
     raw = _OFFSET.pack(offset)
     return raw + _LEN.pack(zlib.crc32(raw))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WriteAheadLog:
@@ -493,7 +486,7 @@ class WriteAheadLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             if self.fsync is not Fsync.NEVER:  # records in a file that may vanish are not durable
-                fsync_dir(self.directory)
+                fsync_path(self.directory)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -571,15 +564,11 @@ class WriteAheadLog:
         if seg.ack_fd is not None:
             os.fdatasync(seg.ack_fd)
         elif seg.ack_path.exists():
-            fd = os.open(seg.ack_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(seg.ack_path)
         else:
             return
         if not seg.ack_dir_synced:  # a new file's name is only durable with its directory
-            fsync_dir(self.directory)
+            fsync_path(self.directory)
             seg.ack_dir_synced = True
 
     def release(self, group: Record) -> None:

@@ -203,8 +203,8 @@ def test_an_ack_that_must_survive_a_crash_syncs_its_new_file_s_directory(
     """A dissolved group's ack is fsynced: the ack file is new, so its name must reach the disk
     too (once per file). Plain acks sync nothing; with fsync `never` nothing is synced."""
     synced: list[Path] = []
-    real = wal.fsync_dir
-    monkeypatch.setattr(wal, "fsync_dir", lambda p: (synced.append(Path(p)), real(p)))
+    real = wal.fsync_path
+    monkeypatch.setattr(wal, "fsync_path", lambda p: (synced.append(Path(p)), real(p)))
 
     async def run() -> None:
         log_ = WriteAheadLog(tmp_path, fsync)
@@ -223,7 +223,7 @@ def test_an_ack_that_must_survive_a_crash_syncs_its_new_file_s_directory(
 def test_a_dead_letter_s_name_reaches_the_disk(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[Path] = []
-    monkeypatch.setattr(deadletter, "fsync_dir", lambda p: synced.append(Path(p)))
+    monkeypatch.setattr(deadletter, "fsync_path", lambda p: synced.append(Path(p)))
     letters = deadletter.DeadLetters(tmp_path / "q" / "dead_letter", fsync=True)
     (tmp_path / "q").mkdir()
     letters.write(b"data", "ab" * 16, {})
