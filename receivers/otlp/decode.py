@@ -45,8 +45,8 @@ class TooManyItems(PermanentError):
 class Decoded:
     message: Any
     raw: bytes | None          # the serialized message, when it is exactly what was received
+    items: int                 # spans, data points or log records in `message`
     utf8_replacements: int = 0
-    items: int = 0             # spans, data points or log records in `message`
 
 
 def _check_items(signal: Signal, n: int, limits: OtlpLimits, counted: str = "") -> None:
@@ -109,7 +109,7 @@ def decode_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LI
     # the wire count can stop short of a body upb reads differently; this one cannot
     items = count_items(signal, message)
     _check_items(signal, items, limits)
-    return Decoded(message, raw, replaced, items)
+    return Decoded(message, raw, items, replaced)
 
 
 def parse_protobuf(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:
@@ -152,7 +152,7 @@ def decode_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS
         replaced += otlpjson.parse(doc, message)
     except otlpjson.JsonError as exc:
         raise PermanentError(f"the JSON body is not a valid OTLP {name}: {exc}") from None
-    return Decoded(message, None, replaced, count_items(signal, message))
+    return Decoded(message, None, count_items(signal, message), replaced)
 
 
 def parse_json(signal: Signal, body: bytes, limits: OtlpLimits = DEFAULT_LIMITS) -> Any:
