@@ -17,7 +17,15 @@ class GatewayError(Exception):
 
 
 class PermanentError(GatewayError):
-    """The request cannot be stored as it is; the client must not retry it unchanged."""
+    """The request cannot be stored as it is; the client must not retry it unchanged.
+
+    `stored_in_part`: the destination may have kept part of it before refusing (a materialized
+    view or a constraint failed after other views had written their rows). Sent again in pieces,
+    that part would be stored twice."""
+
+    def __init__(self, message: str, stored_in_part: bool = False) -> None:
+        super().__init__(message)
+        self.stored_in_part = stored_in_part
 
 
 class RetryableError(GatewayError):

@@ -28,7 +28,7 @@ from typing import Any
 
 from exporters.clickhouse import k8sevents, schema
 from exporters.clickhouse.config import ClickHouseConfig
-from exporters.clickhouse.engines import Engine, EngineError
+from exporters.clickhouse.engines import INPUT_CODES, Engine, EngineError, code_of
 from exporters.clickhouse.ingest import IngestPlan, plan, schema_ddl
 from gateway.component import ComponentID, Host
 from gateway.errors import ConfigError, PermanentError, RetryableError
@@ -49,6 +49,16 @@ def open_engine(cfg: ClickHouseConfig) -> Engine:
     from exporters.clickhouse.engines.embedded import EmbeddedEngine
 
     return EmbeddedEngine(cfg.path, insert_connections=cfg.sending_queue.num_consumers)
+
+
+def _input_refused(exc: EngineError) -> bool:
+    """ClickHouse refused the INSERT while reading its input: nothing of it was stored."""
+    return not exc.retryable and code_of(str(exc)) in INPUT_CODES
+
+
+def _refused(signal: Signal, exc: EngineError) -> PermanentError:
+    return PermanentError(f"ClickHouse rejected the {signal.value}: {exc}",
+                          stored_in_part=not _input_refused(exc))
 
 
 def new_token() -> str:
@@ -221,8 +231,7 @@ class ClickHouseExporter:
             await self._insert(batch.signal, batch.data, batch.token)
         except EngineError as exc:
             if not exc.retryable:
-                raise PermanentError(f"ClickHouse rejected the {batch.signal.value}: {exc}") \
-                    from None
+                raise _refused(batch.signal, exc) from None
             raise
 
     async def _insert_with_retry(self, signal: Signal, data: bytes) -> None:
@@ -236,7 +245,7 @@ class ClickHouseExporter:
                 return
             except EngineError as exc:
                 if not exc.retryable:
-                    raise PermanentError(f"ClickHouse rejected the {signal.value}: {exc}") from None
+                    raise _refused(signal, exc) from None
                 wait = backoff.next()
                 elapsed = time.monotonic() - started
                 budget = retry.max_elapsed_time or float("inf")
@@ -259,9 +268,10 @@ class ClickHouseExporter:
             except EngineError as exc:
                 # upb takes encodings ClickHouse's Protobuf reader refuses (a known field with
                 # another wire type, unknown groups, 64-bit varints in int32 fields): the batch
-                # as upb understood it, re-encoded, goes in instead
-                canonical = None if exc.retryable else await asyncio.to_thread(
-                    _canonical, signal, data)
+                # as upb understood it, re-encoded, goes in instead. Only after a refusal of the
+                # input: after a view's, rows may be stored already.
+                canonical = await asyncio.to_thread(_canonical, signal, data) \
+                    if _input_refused(exc) else None
                 if canonical is None or canonical == data:
                     raise
                 log.warning("exporter %s: ClickHouse refused a %s batch as sent (%s); "

@@ -20,9 +20,10 @@ after a restart, so an export that landed before a crash and is sent again is dr
 destination however the queue would merge after the restart. A merged export the destination
 refuses on its first attempt is taken apart and its batches exported one by one (each under a
 group record of its own, so never merged again), so one bad batch goes to the dead-letter
-directory alone. An export that may have been stored already (an earlier attempt failed
-transiently, or it was attempted before a restart) is never taken apart: its batches would go
-out again under new tokens; it is retried as it is or set aside whole.
+directory alone. An export that may have been stored already, whole or in part (an earlier
+attempt failed transiently, it was attempted before a restart, or the refusal came from a view
+after others had stored their rows: PermanentError.stored_in_part), is never taken apart: its
+batches would go out again under new tokens; it is retried as it is or set aside whole.
 
 Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
 leaves the rest in the log for the next start.
@@ -362,8 +363,8 @@ class DurableQueue:
 
     async def _attempts(self, batch: Batch) -> tuple[str, bool] | None:
         """Exports `batch` until it is sent (("", False)), is to be set aside ((the reason,
-        whether the destination refused the data as invalid at the first attempt, so that
-        nothing of it can have been stored)), or the queue closes (None)."""
+        whether the destination refused the data as invalid at the first attempt and nothing
+        of it can have been stored)), or the queue closes (None)."""
         backoff = Backoff(self.retry)
         first = time.monotonic()
         warned = False
@@ -373,7 +374,7 @@ class DurableQueue:
             try:
                 await self._export(batch)
             except PermanentError as exc:
-                return str(exc), not tried
+                return str(exc), not tried and not exc.stored_in_part
             except Exception as exc:
                 tried = True
                 if self._closing.is_set():

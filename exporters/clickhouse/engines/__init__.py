@@ -48,6 +48,11 @@ PERMANENT_CODES = {
     167, 173, 180, 215, 386, 395, 403, 404, 433, 434, 435, 436, 437, 438, 444, 469,
 }
 
+# The permanent refusals raised while ClickHouse reads the input, before any view writes a row:
+# an INSERT refused with one of these stored nothing. Any other refusal may come from a view
+# (throwIf, 395) or a constraint (469) after the views before it stored their rows.
+INPUT_CODES = {6, 26, 27, 32, 33, 38, 41, 72, 117, 130, 131, 433, 434, 435, 436, 437, 438, 444}
+
 
 def code_of(message: str) -> int | None:
     import re

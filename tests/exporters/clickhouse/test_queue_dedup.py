@@ -177,3 +177,42 @@ def test_merged_inserts_that_landed_are_stored_once_after_a_crash(tmp_path: Path
     before = asyncio.run(first())
     assert before == sum(count_items(Signal.TRACES, r) for wave in waves for r in wave)
     assert asyncio.run(second()) == before
+
+
+def test_a_merged_export_a_view_refused_after_rows_were_stored_is_set_aside_whole(
+        tmp_path: Path) -> None:
+    """A user's view on otel_traces throws for one span of a merged INSERT. otel_traces has the
+    rows of every merged batch by then (views are not atomic), so sending the batches again one
+    by one, under new tokens, would store the good ones twice: the export is set aside whole."""
+    run_id = "view-refused"
+    queue = {"batch": {"flush_timeout": "200ms", "min_size": 100_000}}
+    requests = [payloads.traces(seed, run_id) for seed in (1, 2, 3)]
+    spans = [s for r in requests for rs in r.resource_spans for ss in rs.scope_spans
+             for s in ss.spans]
+    for i, span in enumerate(spans):  # a unique name each: a row stored twice shows
+        span.name = f"span-{i}"
+    spans[len(spans) // 2].name = "poison"
+
+    async def run() -> tuple[int, int, int]:
+        ex, _ = await _exporter(tmp_path / "store", sending_queue=queue)
+        assert ex.engine is not None and ex.queue is not None
+        try:
+            ex.engine.command("CREATE TABLE sink (n UInt8) ENGINE = Null")
+            ex.engine.command("CREATE MATERIALIZED VIEW boom TO sink AS SELECT "
+                              "throwIf(SpanName = 'poison', 'poisoned span') AS n "
+                              "FROM otel_traces")
+            await asyncio.gather(*(ex.consume(Payload.from_message(Signal.TRACES, r))
+                                   for r in requests))
+            while ex.queue.batches:
+                await asyncio.sleep(0.05)
+            rows, names = map(int, ex.engine.query(
+                "SELECT count(), uniqExact(SpanName) FROM otel_traces WHERE "
+                f"ResourceAttributes['{payloads.RUN_KEY}'] = '{run_id}'", "TSV").split())
+        finally:
+            await ex.shutdown()
+        letters = len(list((tmp_path / "store" / "queue").rglob("dead_letter/*.json")))
+        return rows, names, letters
+
+    rows, names, letters = asyncio.run(run())
+    assert 0 < rows == names <= len(spans)  # what the merged INSERT stored before the view threw
+    assert letters == 3
