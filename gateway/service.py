@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -45,7 +46,7 @@ class Service:
             self.workers = 1
         if self.workers > 1:
             plan.check_ports(self.cfg)  # before anything listens: fail as one process would
-            share_ports()
+            share_ports(os.getpid())
         metrics = self.cfg.service.telemetry.metrics
         if metrics.level != "none":
             await self._serve_metrics(metrics.address)

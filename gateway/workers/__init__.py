@@ -42,15 +42,21 @@ are kept (they never go down); its gauges are dropped.
 
 from __future__ import annotations
 
-_shared_ports = False
+_owner: int | None = None  # the owner's pid, once this process is one of several
 
 
-def share_ports() -> None:
-    """From now on this process's push listeners bind with SO_REUSEPORT (set before they start)."""
-    global _shared_ports
-    _shared_ports = True
+def share_ports(owner: int) -> None:
+    """From now on this process is one of the gateway's processes, started by `owner`: its push
+    listeners bind with SO_REUSEPORT (set before they start)."""
+    global _owner
+    _owner = owner
 
 
 def shared_ports() -> bool:
     """Whether listeners share their port with the gateway's other processes (--workers > 1)."""
-    return _shared_ports
+    return _owner is not None
+
+
+def owner_pid() -> int | None:
+    """The pid of the process that started the gateway's workers; None with one process."""
+    return _owner

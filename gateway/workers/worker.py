@@ -52,7 +52,7 @@ async def run_worker(cfg: GatewayConfig, worker: int, socket_path: str) -> None:
     _die_with_owner()
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Tagged(worker))
-    share_ports()
+    share_ports(os.getppid())  # the owner starts its workers itself
     stop = asyncio.Event()
 
     def owner_gone() -> None:

@@ -7,6 +7,7 @@ heap, and RSS is what the kernel's OOM killer and a container limit act on.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -16,13 +17,31 @@ from pathlib import Path
 
 import psutil
 
+from gateway.workers import owner_pid
+
 # cgroup v1 writes "no limit" as the largest page-aligned int64; anything this large is no limit
 _UNLIMITED = 1 << 62
 
 
 def process_rss() -> int:
-    """Resident set size of this process, in bytes."""
-    return int(psutil.Process().memory_info().rss)  # not cached: stays right after a fork
+    """Resident set size of the gateway, in bytes: this process, or with `--workers` the owner
+    and its workers together. A container limit counts them all, so each process's limiter acts
+    on the sum and `limit_mib` stays the gateway's limit however many processes share it
+    (pages the processes share, such as the interpreter's libraries, count once per process:
+    the sum errs on the safe side)."""
+    owner = owner_pid()
+    if owner is None:
+        return int(psutil.Process().memory_info().rss)  # not cached: stays right after a fork
+    try:
+        root = psutil.Process(owner)
+        processes = [root, *root.children()]
+    except psutil.Error:  # the owner is gone: this worker is about to stop
+        return int(psutil.Process().memory_info().rss)
+    total = 0
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):  # a worker that exited meanwhile
+            total += proc.memory_info().rss
+    return total
 
 
 def physical_memory() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import textwrap
 import threading
 import time
@@ -159,6 +160,35 @@ def fake_proc(tmp_path: Path, cgroup: str, mounts: list[str]) -> Path:
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def test_with_workers_the_limit_counts_every_process_of_the_gateway(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --workers the owner and its workers share one limit, as the container they run in
+    does: each process's limiter measures their sum (here: this process as the owner and a child
+    holding 300 MiB as its worker)."""
+    import subprocess
+    import sys
+
+    from gateway import workers
+
+    hold = ("import sys; b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096]); "
+            "print('ready', flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", hold],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        alone = sysmem.process_rss()
+        monkeypatch.setattr(workers, "_owner", os.getpid())
+        together = sysmem.process_rss()
+        child_rss = psutil.Process(child.pid).memory_info().rss
+        assert child_rss > 300 * MiB
+        assert abs(together - alone - child_rss) < 50 * MiB
+        monkeypatch.setattr(workers, "_owner", child.pid + 10**7)  # the owner is gone
+        assert abs(sysmem.process_rss() - alone) < 50 * MiB
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_cgroup_v2_limit_of_an_ancestor_applies(tmp_path: Path) -> None:
