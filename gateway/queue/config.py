@@ -79,6 +79,11 @@ class QueueSettings(ComponentConfig):
         "otelgw: the queue's directory when `storage` is empty; empty: a default chosen by the "
         "exporter (the ClickHouse exporter: `<path>/queue/<exporter id>`). Batches refused as "
         "permanently invalid by the destination go to its `dead_letter` subdirectory."))
+    dead_letter_limit_mib: int = Field(1024, ge=0, description=(
+        "otelgw: the most the `dead_letter` subdirectory holds, in MiB; beyond it its oldest "
+        "batches are deleted (logged, counted in "
+        "otelgw_exporter_dead_letters_deleted_batches_total), so refused data cannot fill the "
+        "disk the queue needs. 0: no limit."))
     fsync: Fsync = Field(Fsync.BATCH, description=(
         "otelgw: when a batch counts as written. `batch`: after an fsync of the log that covers "
         "it; batches that arrive while one fsync runs share the next (group commit), so it "

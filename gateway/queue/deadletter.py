@@ -6,6 +6,10 @@ Export*ServiceRequest exactly as it would have been sent (replay it with any OTL
 and `.json`, why it is here: the destination's error, the signal, the item count, the exporter,
 the time. The `.json` is written last, so a batch with one is complete. With fsync on, both files
 and their names in the directory reach the disk before the batch leaves the queue's log.
+
+The directory holds at most `limit` bytes (0: no limit): beyond it the oldest batches are
+deleted, so a stream of refused data cannot fill the disk the queue's log needs (a full disk
+would refuse every batch, good ones included). The batch just written is always kept.
 """
 
 from __future__ import annotations
@@ -13,18 +17,26 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.files import fsync_path, replace_file
 
 
+class Written(NamedTuple):
+    path: Path     # the batch's `.json`
+    deleted: int   # older batches deleted to stay within the limit
+
+
 class DeadLetters:
-    def __init__(self, directory: Path, fsync: bool) -> None:
+    def __init__(self, directory: Path, fsync: bool, limit: int = 0) -> None:
         self.directory = directory
         self.fsync = fsync
+        self.limit = limit
+        self._sizes: dict[str, int] | None = None  # bytes per batch name, oldest first
+        self._total = 0
 
-    def write(self, data: bytes, token: str, info: dict[str, Any]) -> Path:
-        """Stores one batch (blocking: run in a thread); returns the path of its `.json`."""
+    def write(self, data: bytes, token: str, info: dict[str, Any]) -> Written:
+        """Stores one batch (blocking: run in a thread)."""
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.fsync:  # the directory's own name must survive a crash too
@@ -36,8 +48,32 @@ class DeadLetters:
                 "token": token, "bytes": len(data), "payload_file": base + ".pb"}
         replace_file(self.directory / (base + ".pb"), data, self.fsync)
         path = self.directory / (base + ".json")
-        replace_file(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
-                     self.fsync)
+        text = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+        replace_file(path, text, self.fsync)
         if self.fsync:  # the renames: without this a crash may leave the batch nowhere
             fsync_path(self.directory)
-        return path
+        return Written(path, self._trim(base, len(data) + len(text)) if self.limit else 0)
+
+    def _trim(self, added: str, size: int) -> int:
+        """Accounts for the batch `added`; deletes the oldest batches while over the limit."""
+        if self._sizes is None:  # the batches of earlier runs, read once
+            self._sizes = {}
+            for p in sorted(self.directory.iterdir()):
+                if p.suffix in (".pb", ".json"):
+                    self._sizes[p.stem] = self._sizes.get(p.stem, 0) + p.stat().st_size
+            self._total = sum(self._sizes.values())
+        else:
+            self._sizes[added] = size
+            self._total += size
+        deleted = 0
+        while self._total > self.limit:
+            oldest = next(iter(self._sizes))
+            if oldest == added:
+                break
+            # the `.json` first: a crash in between leaves a `.pb` without one, which a person
+            # reads as incomplete, never a description of a batch that is gone
+            for suffix in (".json", ".pb"):
+                (self.directory / (oldest + suffix)).unlink(missing_ok=True)
+            self._total -= self._sizes.pop(oldest)
+            deleted += 1
+        return deleted

@@ -87,7 +87,8 @@ class DurableQueue:
         self._t = telemetry
         kwargs = {"segment_bytes": segment_bytes} if segment_bytes else {}
         self.wal = WriteAheadLog(directory, cfg.fsync, on_durable=self._ready_put, **kwargs)
-        self.dead_letters = DeadLetters(directory / "dead_letter", cfg.fsync is not Fsync.NEVER)
+        self.dead_letters = DeadLetters(directory / "dead_letter", cfg.fsync is not Fsync.NEVER,
+                                        cfg.dead_letter_limit_mib * 2**20)
         self.used = 0                  # in sizer units: what counts against queue_size
         self.batches = 0
         self._ready = Ready(cfg.batch)
@@ -105,6 +106,7 @@ class DurableQueue:
         self._bytes_gauge: Gauge | None = None
         self._dead: Counter | None = None
         self._dead_items: Counter | None = None
+        self._dead_deleted: Counter | None = None
 
     # -- lifecycle
 
@@ -136,6 +138,10 @@ class DurableQueue:
                 Counter, "otelgw_exporter_dead_lettered_items",
                 "Spans, data points and log records the exporter set aside in its dead-letter "
                 "directory", ["exporter", "data_type"])
+            self._dead_deleted = self._t.metric(
+                Counter, "otelgw_exporter_dead_letters_deleted_batches",
+                "Batches deleted from the dead-letter directory, oldest first, to keep it within "
+                "dead_letter_limit_mib", ["exporter"])
             self._t.exporter_queue_capacity.labels(**self._labels).set(self.cfg.queue_size)
         self._gauges()
         if pending:
@@ -420,7 +426,8 @@ class DurableQueue:
         kind = signal.value if signal else "unknown"
         info = {"exporter": self.owner, "signal": kind, "items": rec.items, "error": error}
         try:
-            path = await asyncio.to_thread(self.dead_letters.write, data, rec.token.hex(), info)
+            path, deleted = await asyncio.to_thread(self.dead_letters.write, data,
+                                                    rec.token.hex(), info)
         except OSError as exc:
             # keeping it queued would retry it forever: it is dropped, loudly
             log.error("exporter %s: DROPPED a batch of %d items: it cannot be stored in the "
@@ -429,6 +436,12 @@ class DurableQueue:
             log.error("exporter %s: a batch of %d %s went to the dead-letter directory (%s): "
                       "%s", self.owner, rec.items, signal.item_name if signal else "items",
                       path, error)
+            if deleted:
+                log.warning("exporter %s: deleted the %d oldest batches of the dead-letter "
+                            "directory to keep it within dead_letter_limit_mib (%d MiB)",
+                            self.owner, deleted, self.cfg.dead_letter_limit_mib)
+                if self._dead_deleted is not None:
+                    self._dead_deleted.labels(self.owner).inc(deleted)
         if self._t is not None:
             if signal is not None:
                 self._t.exporter_send_failed[signal.item_name].labels(**self._labels).inc(

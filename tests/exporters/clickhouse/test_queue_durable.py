@@ -462,3 +462,35 @@ def test_exports_waiting_for_a_busy_consumer_are_merged_up_to_max_size(tmp_path:
         await q.shutdown()
     asyncio.run(run())
     assert exports == [b"a", b"bcd", b"ef"]
+
+
+def test_the_dead_letter_directory_keeps_the_newest_batches_within_its_limit(
+        tmp_path: Path) -> None:
+    """A stream of refused batches must not fill the disk the queue's log needs: beyond
+    dead_letter_limit_mib the oldest batches are deleted, also those of an earlier run."""
+    t = SelfTelemetry()
+
+    async def refusing(batch: Batch) -> None:
+        raise PermanentError("ClickHouse rejected the logs: Code: 27. CANNOT_PARSE_INPUT")
+
+    async def refuse(count: int, first: int) -> None:
+        q = _queue(tmp_path, refusing, t, num_consumers=1, dead_letter_limit_mib=1)
+        await q.start()
+        for i in range(first, first + count):  # one at a time: the order is the age
+            await q.put(Signal.LOGS, 1, bytes([i]) * 300_000)
+            await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+
+    def kept() -> list[int]:
+        letters = sorted((tmp_path / "dead_letter").glob("*.json"))
+        assert len(list((tmp_path / "dead_letter").glob("*.pb"))) == len(letters)
+        return [(m.with_suffix(".pb")).read_bytes()[0] for m in letters]
+
+    asyncio.run(refuse(3, 0))
+    assert kept() == [0, 1, 2]  # 900 kB: within 1 MiB
+    asyncio.run(refuse(3, 3))   # a new run counts what the last one left
+    assert kept() == [3, 4, 5]
+    assert _value(t, "otelgw_exporter_dead_letters_deleted_batches_total",
+                  exporter="clickhouse") == 3
+    assert _value(t, "otelgw_exporter_dead_lettered_batches_total", exporter="clickhouse",
+                  data_type="logs") == 6
