@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from gateway.kube import informer as informer_mod
 from gateway.kube import resources
 from gateway.kube.client import KubeClient, KubeError, KubeForbidden, KubeGone
 from gateway.kube.informer import Informer
@@ -20,19 +18,12 @@ from gateway.kube.selectors import parse_field_selector, parse_label_selector
 from tests.k8sapi import FakeKubeAPI
 
 
+pytestmark = pytest.mark.usefixtures("fast_informer_backoff")
+
+
 @pytest.fixture
-def api(shared_data: Path) -> Iterator[FakeKubeAPI]:
-    server = FakeKubeAPI()
-    server.load_recorded(shared_data / "kubernetes")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(informer_mod, "BACKOFF_INITIAL", 0.05)
-    monkeypatch.setattr(informer_mod, "BACKOFF_CAP", 0.2)
+def api(recorded_kube_api: FakeKubeAPI) -> FakeKubeAPI:
+    return recorded_kube_api
 
 
 def run(coro, timeout: float = 15):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.kube import informer as informer_mod
 from receivers.prometheus.discovery import TargetGroup
 from receivers.prometheus.discovery.kubernetes import KubernetesDiscoverer, KubernetesSDConfig
 from tests.k8sapi import FakeKubeAPI
@@ -34,19 +33,12 @@ COREDNS_CONTAINER = {M + "pod_container_name": "coredns",
                      M + "pod_container_init": "false"}
 
 
+pytestmark = pytest.mark.usefixtures("fast_informer_backoff")
+
+
 @pytest.fixture
-def api(shared_data: Path) -> Iterator[FakeKubeAPI]:
-    server = FakeKubeAPI()
-    server.load_recorded(shared_data / "kubernetes")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(informer_mod, "BACKOFF_INITIAL", 0.05)
-    monkeypatch.setattr(informer_mod, "BACKOFF_CAP", 0.2)
+def api(recorded_kube_api: FakeKubeAPI) -> FakeKubeAPI:
+    return recorded_kube_api
 
 
 class Sent:
