@@ -53,10 +53,15 @@ def attributes_type(level: int = 0) -> str:
     return f"Array(Tuple(key String, value {any_value_type(level)}))"
 
 
+def _go_finite(x: str) -> str:
+    """Go's float64AsString of a finite float, from ClickHouse's shortest round-trip repr (same
+    cut-offs)."""
+    return f"if(abs({x}) >= 1e21, replaceOne(toString({x}), 'e', 'e+'), toString({x}))"
+
+
 def go_float(x: str) -> str:
-    """Go's float64AsString, from ClickHouse's shortest round-trip repr (same cut-offs)."""
-    return (f"if(isFinite({x}), if(abs({x}) >= 1e21, replaceOne(toString({x}), 'e', 'e+'), "
-            f"toString({x})), if(isNaN({x}), 'json: unsupported value: NaN', "
+    """Go's float64AsString, NaN and ±Inf included."""
+    return (f"if(isFinite({x}), {_go_finite(x)}, if(isNaN({x}), 'json: unsupported value: NaN', "
             f"if({x} > 0, 'json: unsupported value: +Inf', 'json: unsupported value: -Inf')))")
 
 
@@ -93,61 +98,90 @@ def _raw_nested(v: str, field: str) -> str:
     return f"concat('\"', base64Encode({v}.{field}), '\"')"
 
 
+def _nested(v: str, level: int) -> str:
+    """The rendering of the array or kvlist AnyValue `v` (of `level`), whichever it holds."""
+    if level + 1 >= ANY_VALUE_DEPTH:
+        return (f"if({v}.value = 'array_value', {_raw_nested(v, 'array_value')}, "
+                f"{_raw_nested(v, 'kvlist_value')})")
+    return _json_nested(v, level + 1)
+
+
 def _json_value(v: str, level: int) -> str:
     """One AnyValue as a JSON value (inside an array or kvlist rendering)."""
-    if level + 1 >= ANY_VALUE_DEPTH:
-        nested_array, nested_kvlist = _raw_nested(v, "array_value"), _raw_nested(v, "kvlist_value")
-    else:
-        nested_array = _json_array(f"{v}.array_value.values", level + 1)
-        nested_kvlist = _json_object(f"{v}.kvlist_value.values", level + 1)
     d = f"{v}.double_value"
     return (f"multiIf({v}.value = 'string_value', {json_string(f'{v}.string_value')}, "
             f"{v}.value = 'int_value', toString({v}.int_value), "
-            f"{v}.value = 'double_value', if(isFinite({d}), {go_float(d)}, '{NAN_MARK}'), "
+            f"{v}.value = 'double_value', if(isFinite({d}), {_go_finite(d)}, '{NAN_MARK}'), "
             f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
             f"{v}.value = 'bytes_value', if(empty({v}.bytes_value), 'null', "
             f"concat('\"', base64Encode({v}.bytes_value), '\"')), "
-            f"{v}.value = 'array_value', {nested_array}, "
-            f"{v}.value = 'kvlist_value', {nested_kvlist}, 'null')")
+            f"{_is_nested(v)}, {_nested(v, level)}, 'null')")
 
 
-def _json_array(values: str, level: int) -> str:
-    x = f"av{level}"
-    return (f"concat('[', arrayStringConcat(arrayMap({x} -> {_json_value(x, level)}, "
-            f"{values}), ','), ']')")
+def _is_nested(v: str) -> str:
+    return f"{v}.value = 'array_value' OR {v}.value = 'kvlist_value'"
 
 
-def _json_object(values: str, level: int) -> str:
+def _json_nested(v: str, level: int) -> str:
+    """JSON of the array or kvlist AnyValue `v`, whichever it holds; its elements are of `level`.
+    Both go through one _json_value: each element is written after a prefix, '' in an array
+    and `"key":` in an object. (ClickHouse plans every instance of an expression on each
+    INSERT: one instance instead of two makes the rendering cheaper to plan.)"""
+    kv, i, p, x = f"kv{level}", f"i{level}", f"p{level}", f"av{level}"
+    is_array = f"{v}.value = 'array_value'"
+    items, members = f"{v}.array_value.values", f"{v}.kvlist_value.values"
     # Go builds a map (a repeated key: the last one wins) and encodes it with sorted keys.
-    kv, i = f"kv{level}", f"i{level}"
-    last_wins = (f"arrayFilter(({kv}, {i}) -> NOT has(arraySlice(arrayMap(k -> k.key, {values}), "
-                 f"{i} + 1), {kv}.key), {values}, arrayEnumerate({values}))")
-    pairs = (f"arrayMap({kv} -> concat({json_string(f'{kv}.key')}, ':', "
-             f"{_json_value(f'{kv}.value', level)}), arraySort({kv} -> {kv}.key, {last_wins}))")
-    return f"concat('{{', arrayStringConcat({pairs}, ','), '}}')"
-
-
-def _json_or_empty(json: str) -> str:
-    return f"arrayMap(j -> if(position(j, '{NAN_MARK}') > 0, '', j), [{json}])[1]"
+    last_wins = (f"arrayFilter(({kv}, {i}) -> NOT has(arraySlice(arrayMap(k -> k.key, {members}), "
+                 f"{i} + 1), {kv}.key), {members}, arrayEnumerate({members}))")
+    members = f"arraySort({kv} -> {kv}.key, {last_wins})"
+    prefixes = (f"if({is_array}, arrayWithConstant(length({items}), ''), "
+                f"arrayMap({kv} -> concat({json_string(f'{kv}.key')}, ':'), {members}))")
+    values = f"if({is_array}, {items}, arrayMap({kv} -> {kv}.value, {members}))"
+    body = (f"arrayStringConcat(arrayMap(({p}, {x}) -> concat({p}, {_json_value(x, level)}), "
+            f"{prefixes}, {values}), ',')")
+    return f"concat(if({is_array}, '[', '{{'), {body}, if({is_array}, ']', '}}'))"
 
 
 def as_string(v: str, level: int = 0) -> str:
     """pdata Value.AsString() of the AnyValue tuple expression `v`."""
-    if level + 1 >= ANY_VALUE_DEPTH:
-        nested_array, nested_kvlist = _raw_nested(v, "array_value"), _raw_nested(v, "kvlist_value")
-    else:
-        nested_array = _json_or_empty(_json_array(f"{v}.array_value.values", level + 1))
-        nested_kvlist = _json_or_empty(_json_object(f"{v}.kvlist_value.values", level + 1))
+    nested = _nested(v, level)
+    if level + 1 < ANY_VALUE_DEPTH:  # JSON, "" when it holds a NaN or ±Inf
+        nested = f"arrayMap(j -> if(position(j, '{NAN_MARK}') > 0, '', j), [{nested}])[1]"
     return (f"multiIf({v}.value = 'string_value', {v}.string_value, "
             f"{v}.value = 'int_value', toString({v}.int_value), "
             f"{v}.value = 'double_value', {go_float(f'{v}.double_value')}, "
             f"{v}.value = 'bool_value', if({v}.bool_value, 'true', 'false'), "
             f"{v}.value = 'bytes_value', base64Encode({v}.bytes_value), "
-            f"{v}.value = 'array_value', {nested_array}, "
-            f"{v}.value = 'kvlist_value', {nested_kvlist}, '')")
+            f"{_is_nested(v)}, {nested}, '')")
 
 
 def attributes_map(attrs: str) -> str:
     """Map(String, String) of a KeyValue array: keys sorted, values rendered with as_string."""
     return (f"mapFromArrays(arrayMap(a -> a.key, arraySort(a -> a.key, {attrs})), "
             f"arrayMap(a -> {as_string('a.value')}, arraySort(a -> a.key, {attrs})))")
+
+
+class SharedMaps:
+    """Attribute maps made by ONE attributes_map instance: their KeyValue arrays go into one
+    array, attributes_map is mapped over it, and each map is taken back out by its position.
+
+    Why: ClickHouse plans a view's SELECT again on every INSERT, and attributes_map is most of
+    that cost, paid once per instance. Sharing costs a copy of the KeyValues and of the maps
+    taken out, so it is for the maps of a resource and of a scope, made once per scope before
+    the ARRAY JOIN down to log records or data points. (Not for span, event, link or point
+    attributes: for those the copies cost more execution time than the planning they save.)
+    `expr()` is to be a column of a subquery and the maps are taken out in the query around
+    it: an alias used again in its own SELECT is planned again where it is used."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self._parts: list[str] = []
+
+    def add(self, attrs: str) -> str:
+        """The map of the KeyValue array `attrs`: an expression over `column`."""
+        self._parts.append(attrs)
+        return f"{self.column}[{len(self._parts)}]"
+
+    def expr(self) -> str:
+        """`column`: the maps of every KeyValue array added, in order."""
+        return f"arrayMap(x -> {attributes_map('x')}, [{', '.join(self._parts)}])"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporters.clickhouse.anyvalue import attributes_map, attributes_type
+from exporters.clickhouse.anyvalue import SharedMaps, attributes_map, attributes_type
 from exporters.clickhouse.tuple_access import tuple_elements
 from gateway.signals import Signal
 
@@ -34,17 +34,52 @@ def _ts(x: str) -> str:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """A Map(String, String) column of the KeyValue array `attrs`, made by the one
+    attributes_map instance that the Shared columns of a target share (anyvalue.SharedMaps):
+    for maps made once per resource or scope."""
+    attrs: str
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed from other target columns (by their names)."""
+    expr: str
+
+
+@dataclass(frozen=True)
 class Target:
     table: str                      # schema table key
     array_join: str                 # ARRAY JOIN chain over the input columns
-    columns: list[tuple[str, str]]  # (target column, expression)
+    columns: list[tuple[str, str | Shared | Derived]]  # (target column, expression)
     where: str = ""
 
     def select(self, source: str) -> str:
-        cols = ",\n    ".join(f"{expr} AS `{name}`" for name, expr in self.columns)
         joins = f"\n{self.array_join}" if self.array_join else ""
         where = f"\nWHERE {self.where}" if self.where else ""
-        return tuple_elements(f"SELECT\n    {cols}\nFROM {source}{joins}{where}")
+        if not any(isinstance(e, Shared) for _, e in self.columns):
+            columns = [(n, e.expr if isinstance(e, Derived) else e) for n, e in self.columns]
+            return tuple_elements(f"SELECT\n    {_list(columns)}\nFROM {source}{joins}{where}")
+        # The shared maps and the plain columns are made in a subquery, the maps are taken out
+        # and the derived columns made in the query around it.
+        maps = SharedMaps("_otelgw_shared_maps")
+        inner: list[tuple[str, str]] = []
+        outer: list[tuple[str, str]] = []
+        for name, e in self.columns:
+            if isinstance(e, Shared):
+                outer.append((name, maps.add(e.attrs)))
+            elif isinstance(e, Derived):
+                outer.append((name, e.expr))
+            else:
+                inner.append((name, e))
+                outer.append((name, f"`{name}`"))
+        inner.append((maps.column, maps.expr()))
+        return tuple_elements(f"SELECT\n    {_list(outer)}\nFROM (\n  SELECT\n    "
+                              f"{_list(inner)}\n  FROM {source}{joins}{where}\n)")
+
+
+def _list(columns: list[tuple[str, str]]) -> str:
+    return ",\n    ".join(f"{expr} AS `{name}`" for name, expr in columns)
 
 
 @dataclass(frozen=True)
@@ -81,7 +116,7 @@ TRACES = Flattening(Signal.TRACES, [("resource_spans", _TRACES_STRUCT)], [Target
         ("SpanName", "s.name"),
         ("SpanKind", "transform(s.kind, [0, 1, 2, 3, 4, 5], ['Unspecified', 'Internal', "
                      "'Server', 'Client', 'Producer', 'Consumer'], '')"),
-        ("ServiceName", "ResourceAttributes['service.name']"),
+        ("ServiceName", Derived("ResourceAttributes['service.name']")),
         ("ResourceAttributes", attributes_map("rs.resource.attributes")),
         ("ScopeName", "ss.scope.name"),
         ("ScopeVersion", "ss.scope.version"),
@@ -119,15 +154,15 @@ LOGS = Flattening(Signal.LOGS, [("resource_logs", _LOGS_STRUCT)], [Target(
         ("TraceFlags", "toUInt8(bitAnd(r.flags, 255))"),
         ("SeverityText", "r.severity_text"),
         ("SeverityNumber", "toUInt8(bitAnd(r.severity_number, 255))"),
-        ("ServiceName", "ResourceAttributes['service.name']"),
+        ("ServiceName", Derived("ResourceAttributes['service.name']")),
         # The contrib exporter keeps string bodies only (Body().Str()); others become "".
         ("Body", "r.body.string_value"),
         ("ResourceSchemaUrl", "rl.schema_url"),
-        ("ResourceAttributes", attributes_map("rl.resource.attributes")),
+        ("ResourceAttributes", Shared("rl.resource.attributes")),
         ("ScopeSchemaUrl", "sl.schema_url"),
         ("ScopeName", "sl.scope.name"),
         ("ScopeVersion", "sl.scope.version"),
-        ("ScopeAttributes", attributes_map("sl.scope.attributes")),
+        ("ScopeAttributes", Shared("sl.scope.attributes")),
         ("LogAttributes", attributes_map("r.attributes")),
     ],
 )])
@@ -205,14 +240,14 @@ _POINTS = Target(
     array_join=_points_join(),
     columns=[
         ("Kind", "k"),
-        ("ResourceAttributes", attributes_map("rm.resource.attributes")),
+        ("ResourceAttributes", Shared("rm.resource.attributes")),
         ("ResourceSchemaUrl", "rm.schema_url"),
         ("ScopeName", "sm.scope.name"),
         ("ScopeVersion", "sm.scope.version"),
-        ("ScopeAttributes", attributes_map("sm.scope.attributes")),
+        ("ScopeAttributes", Shared("sm.scope.attributes")),
         ("ScopeDroppedAttrCount", "sm.scope.dropped_attributes_count"),
         ("ScopeSchemaUrl", "sm.schema_url"),
-        ("ServiceName", "ResourceAttributes['service.name']"),
+        ("ServiceName", Derived("ResourceAttributes['service.name']")),
         ("MetricName", "m.name"),
         ("MetricDescription", "m.description"),
         ("MetricUnit", "m.unit"),
