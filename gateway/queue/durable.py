@@ -129,7 +129,8 @@ class DurableQueue:
         if self._t is not None:
             self._bytes_gauge = self._t.metric(
                 Gauge, "otelgw_exporter_queue_bytes",
-                "Bytes on disk of the exporter's sending queue (write-ahead log)", ["exporter"])
+                "Bytes of data in the exporter's sending queue (its write-ahead log's records and "
+                "acks; room preallocated for records is not counted)", ["exporter"])
             self._dead = self._t.metric(
                 Counter, "otelgw_exporter_dead_lettered_batches",
                 "Batches the exporter set aside in its dead-letter directory",

@@ -5,6 +5,7 @@ A queue directory holds:
 
     LOCK                 locked (flock) by the process that owns the queue, holds its pid
     <id>.wal             a segment: records one after another; only the newest is appended to
+                         (with fsync, segments may end in zeros: room not yet written, below)
     <id>.ack             the offsets of the segment's records that are done (sent or set aside)
 
 A record is `magic (4) | length (u32) | crc (u32) | body`, the body `kind (u8) | items (u32) |
@@ -27,7 +28,25 @@ pending without a group it was never attempted, so replay may merge it freely; o
 flag may have been sent alone under its own token and is sent alone again.
 
 Appends are group-committed: appends that arrive while the log writes (and fsyncs) one group wait
-and go out together with the next one, so one fsync covers many batches (`Fsync.BATCH`).
+and go out together with the next one, so one fsync covers many batches (`Fsync.BATCH`). One
+writer thread does every write; the event loop hands it each iteration's appends at once and
+gets each group's outcome back in one call.
+
+Segments are preallocated (unless fsync is `never`): an acknowledgement waits for its group's
+fdatasync, and one after a write that grows the file, or fills a fallocate'd (unwritten) extent,
+needs a filesystem journal commit, which is slow and queues behind every other file's metadata
+(on ext4, the store's parts). So once the active segment is a quarter full a thread of its own
+writes the next one as `segment_bytes` of zeros and fsyncs it and its directory entry; rotation
+then switches to it without touching the disk, and records are written at the file position,
+from its start. Rotation never waits for a spare: one that is not ready is abandoned (its thread
+deletes it) and a growing segment is created as without preallocation, under a newer id, so ids
+stay in the order records were written. The data of a segment ends where its zeros begin: replay
+stops there without a word (the scan for them runs back from the end of the file, so a record
+whose payload ends in zero bytes keeps them), a torn record before them is reported with its
+own bytes, and garbage before a valid record resynchronises as anywhere else. A spare left
+unused by a crash holds no record and goes at the next start like any empty segment. The byte
+count of the log (`disk_bytes`, the queue's bytes gauge) is the data, not the zeros; closing cuts
+the active segment back to its data.
 
 Replay trusts nothing it reads: a record with a bad header or checksum is skipped and the scan
 resynchronises on the next magic whose record checks out; a torn record at the end of a segment
@@ -38,10 +57,12 @@ entry, resynchronising after a torn or corrupt entry. In doubt a record is sent 
 makes the destination drop the copy. Acks are not fsynced: an ack lost in a machine crash only
 means the record is sent again. Where the disk must keep an ack (a dissolved group, the members
 of a group whose segment is deleted) the ack file and, once, its directory entry are fsynced.
-A segment is deleted once it is no longer appended to and every record is done.
+A segment is deleted once it is no longer appended to and every record is done (its files are
+removed by a thread: freeing a full segment would stall the event loop that acked its last record).
 
 Appending never leaves the log without a segment: the next segment is created (and its directory
-entry fsynced) before the full one is sealed. When a write or its fsync fails, the records of
+entry fsynced) before the full one is sealed; a restart always starts a new segment, so nothing
+is ever written after the zeros of an older one. When a write or its fsync fails, the records of
 that write are cut off again (or, if that fails, acked so replay skips them) and reported as
 failed, and the log moves to a new segment before it takes another record; while it cannot,
 every append fails with an OSError that says why. A record once committed is reported written.
@@ -56,12 +77,11 @@ import fcntl
 import logging
 import mmap
 import os
+import queue
 import struct
 import threading
 import zlib
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +101,10 @@ OVERHEAD = _HEAD.size + _BODY.size
 MAX_PAYLOAD = 2**32 - 1 - _BODY.size  # the body length is a u32
 SEGMENT_BYTES = 32 * 2**20
 _IOV = 512  # buffers per writev (the kernel takes at most IOV_MAX = 1024)
+# the next segment is prepared once the active one is a quarter full: early enough to be ready
+# when it fills at full speed, and a queue that is never busy keeps no 32 MiB spare
+_SPARE_AT = 4
+_ZERO_CHUNK = 1 << 20  # a preallocated segment is written (and scanned) in pieces of this size
 GROUP = 0x80       # kind flag: a group record
 BATCHABLE = 0x40   # kind flag: written by a queue that records every export as a group
 KIND_MASK = 0x3F
@@ -121,6 +145,7 @@ class _Segment:
     done: int = 0           # of them, acknowledged (or skipped)
     bytes: int = 0
     sealed: bool = False    # no longer appended to
+    preallocated: bool = False  # created full of zeros: `bytes` is where the data ends
     read_fd: int | None = None
     ack_fd: int | None = None
     ack_bytes: int = 0         # size of the ack file, while ack_fd is open
@@ -131,6 +156,21 @@ class _Segment:
     @property
     def ack_path(self) -> Path:
         return self.path.with_suffix(".ack")
+
+
+_Append = tuple[int, int, bytes, "asyncio.Future[Record]"]  # kind, items, payload, result
+_Work = list[_Append] | Callable[[], None]
+
+
+@dataclass
+class _Spare:
+    """The next segment, being filled with zeros by its own thread."""
+    id: int
+    path: Path
+    thread: threading.Thread | None = None
+    fd: int = -1
+    finished: bool = False   # the thread is done with it (fd >= 0: ready)
+    abandoned: bool = False  # the log moved on without it: the thread deletes it
 
 
 def _crc(length: int, body: bytes | memoryview, payload: bytes | memoryview = b"") -> int:
@@ -159,9 +199,24 @@ class WriteAheadLog:
         self._rotate_failing = False   # a full segment could not be rotated (logged once)
         self._lock_fd = -1
         self._lock = threading.Lock()  # segment bookkeeping: the writer thread and the loop
-        self._pending: deque[tuple[int, int, bytes, asyncio.Future[Record]]] = deque()
-        self._flusher: asyncio.Task[None] | None = None
-        self._io: ThreadPoolExecutor | None = None
+        # with fsync, segments are created full (of zeros) so that writing a record changes no
+        # file metadata and its fdatasync needs no journal commit; never: they simply grow
+        self.preallocate = fsync is not Fsync.NEVER
+        self._spare: _Spare | None = None
+        self._abandoned: list[_Spare] = []  # spares whose threads may still write: joined
+        self._spare_failing = False    # the last spare could not be made (logged once)
+        self._spare_for = 0            # the active segment a spare was last started for
+        # appends and other work for the writer thread, in order; None stops it
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._submitted: list[_Append] = []  # this loop iteration's appends, handed over as one
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unfinished = 0             # appends submitted and not yet reported
+        # files of deleted segments, removed by a thread: freeing 32 MiB takes 10-20 ms,
+        # which would stall the event loop that acks the segment's last record
+        self._doomed: queue.SimpleQueue[tuple[Path, ...] | None] = queue.SimpleQueue()
+        self._reaper: threading.Thread | None = None
+        self._all_done: asyncio.Event | None = None
         # after open(): pending groups, oldest first, with their pending members
         self.groups: list[tuple[Record, list[Record]]] = []
 
@@ -180,7 +235,6 @@ class WriteAheadLog:
             except ValueError:
                 continue
             pending += self._scan(seg, refs)
-            seg.bytes = path.stat().st_size
             self._segments[seg.id] = seg
             self.disk_bytes += seg.bytes + self._size(seg.ack_path)
         pending = self._regroup(pending, refs)
@@ -196,7 +250,12 @@ class WriteAheadLog:
         except OSError:
             self._release_lock()
             raise
-        self._io = ThreadPoolExecutor(1, thread_name_prefix=f"wal-{self.directory.name}")
+        self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                        name=f"wal-{self.directory.name}")
+        self._writer.start()
+        self._reaper = threading.Thread(target=self._reap, daemon=True,
+                                        name=f"wal-reaper-{self.directory.name}")
+        self._reaper.start()
         return pending
 
     def _take_lock(self) -> None:
@@ -259,6 +318,8 @@ class WriteAheadLog:
         return list(batches.values())
 
     def _scan(self, seg: _Segment, refs: dict[Record, list[tuple[int, int]]]) -> list[Record]:
+        """The records of `seg`, pending ones returned; sets its counts and `bytes`, the end of
+        its data: a preallocated segment ends in zeros, which are no record and no damage."""
         acked = self._read_acks(seg)
         size = self._size(seg.path)
         if size == 0:
@@ -266,12 +327,15 @@ class WriteAheadLog:
         found: list[Record] = []
         matched = 0
         with open(seg.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            # past `end` only zeros; a record may still reach into them (its payload ends in
+            # zero bytes), so records are parsed against the whole file
+            end = _data_end(mm, size)
             pos = 0
-            while pos < size:
+            while pos < end:
                 rec = _parse(mm, seg.id, pos, size, verify=True)
                 if rec is None:
                     nxt = _resync(mm, seg.id, pos + 1, size)
-                    skipped = (nxt if nxt is not None else size) - pos
+                    skipped = (nxt if nxt is not None else end) - pos
                     if nxt is None:
                         log.warning("queue %s: segment %s ends with %d bytes at offset %d that "
                                     "are no whole record (a write cut short by a crash, or "
@@ -295,6 +359,7 @@ class WriteAheadLog:
                 else:
                     found.append(rec)
                 pos += rec.length
+            seg.bytes = max(pos, end)
         if matched < len(acked):
             log.warning("queue %s: ack file %s names %d offsets where segment %s has no valid "
                         "record: ignored", self.directory, seg.ack_path.name,
@@ -306,14 +371,24 @@ class WriteAheadLog:
     def submit(self, kind: int, items: int, payload: bytes) -> asyncio.Future[Record]:
         """Queues an append; the future resolves once the record is durable (per the fsync
         policy) or fails with OSError. A cancelled caller does not stop the write."""
-        if self._io is None:
+        if self._writer is None:
             raise RuntimeError("the write-ahead log is not open")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Record] = loop.create_future()
-        self._pending.append((kind, items, payload, fut))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._all_done = asyncio.Event()
+        fut: asyncio.Future[Record] = self._loop.create_future()
+        self._unfinished += 1
+        self._submitted.append((kind, items, payload, fut))
+        if len(self._submitted) == 1:
+            self._loop.call_soon(self._hand_over)
         return fut
+
+    def _hand_over(self) -> None:
+        """Event loop: what this iteration submitted goes to the writer together. Handed over
+        one by one, the first append of a burst would wake the writer and be fsynced alone
+        while the rest of the burst waits for the next group."""
+        batch, self._submitted = self._submitted, []
+        self._queue.put(batch)
 
     async def append(self, kind: int, items: int, payload: bytes) -> Record:
         return await asyncio.shield(self.submit(kind, items, payload))
@@ -327,40 +402,76 @@ class WriteAheadLog:
         self._note_refers(group, members)
         return group
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                if self.fsync is Fsync.ALWAYS:
-                    group = [self._pending.popleft()]
-                else:
-                    group = list(self._pending)
-                    self._pending.clear()
-                work = [(kind, items, payload) for kind, items, payload, _ in group]
+    def _write_loop(self) -> None:
+        """Writer thread: takes what was submitted while it wrote the last group as the next
+        group (one fsync for all of it, `Fsync.BATCH`), and reports the group back to the event
+        loop in one call. A thread of its own rather than an executor: a hand-off per group
+        costs the loop a queue put, not a future, a wake-up task and a GIL round trip."""
+        held: list[_Work | None] = []  # taken while gathering a group, handled after it
+        while True:
+            first = held.pop() if held else self._queue.get()
+            if first is None:
+                return
+            if callable(first):  # work that must not run beside a write (sealing)
                 try:
-                    results = await loop.run_in_executor(self._io, self._write_group, work)
-                except Exception as exc:  # the writer thread is gone: nothing was written
-                    results = [OSError(f"the sending queue's log in {self.directory} cannot "
-                                       f"be written: {exc!r}")] * len(group)
-                for (_, _, _, fut), result in zip(group, results, strict=True):
-                    if isinstance(result, Record):
-                        if self.on_durable is not None:
-                            try:
-                                self.on_durable(result)
-                            except Exception:
-                                log.exception("queue %s: on_durable failed", self.directory)
-                        if not fut.done():
-                            fut.set_result(result)
-                    elif not fut.done():
-                        fut.set_exception(result)
-                        fut.exception()  # its caller may be gone; the error is reported there
-        finally:
-            self._flusher = None
+                    first()
+                except Exception:
+                    log.exception("queue %s: closing the log failed", self.directory)
+                continue
+            group = list(first)
+            while not held:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or callable(more):
+                    held.append(more)
+                else:
+                    group += more
+            if self.fsync is Fsync.ALWAYS:  # an fsync of its own for each
+                for one in group:
+                    self._write_and_report([one])
+            else:
+                self._write_and_report(group)
+
+    def _write_and_report(self, group: list[_Append]) -> None:
+        try:
+            results = self._write_group([(kind, items, payload)
+                                         for kind, items, payload, _ in group])
+        except Exception as exc:  # a bug, not the disk (that is an OSError per record): the
+            # appends fail with it instead of the thread dying and every later append hanging
+            log.exception("queue %s: writing a group failed", self.directory)
+            results = [OSError(f"the sending queue's log in {self.directory} cannot be "
+                               f"written: {exc!r}")] * len(group)
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._report, group, results)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
+
+    def _report(self, group: list[_Append], results: list[Record | BaseException]) -> None:
+        """Event loop: the outcome of one group."""
+        for (_, _, _, fut), result in zip(group, results, strict=True):
+            if isinstance(result, Record):
+                if self.on_durable is not None:
+                    try:
+                        self.on_durable(result)
+                    except Exception:
+                        log.exception("queue %s: on_durable failed", self.directory)
+                if not fut.done():
+                    fut.set_result(result)
+            elif not fut.done():
+                fut.set_exception(result)
+                fut.exception()  # its caller may be gone; the error is reported there
+        self._unfinished -= len(group)
+        if not self._unfinished and self._all_done is not None:
+            self._all_done.set()
 
     async def flushed(self) -> None:
         """Returns once every append submitted so far is written."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        while self._unfinished and self._all_done is not None:
+            self._all_done.clear()
+            await self._all_done.wait()
 
     def _write_group(self, work: list[tuple[int, int, bytes]]) -> list[Record | BaseException]:
         """Writer thread: appends the group, rotating segments as they fill, then fsyncs. One
@@ -448,6 +559,9 @@ class WriteAheadLog:
             seg.bytes += written
             seg.records += len(batch)
             self.disk_bytes += written
+        if self.preallocate and self._spare_for != seg.id and \
+                seg.bytes >= self.segment_bytes // _SPARE_AT:
+            self._start_spare(seg.id)
         return list(batch)
 
     def _void(self, seg: _Segment, batch: list[Record]) -> None:
@@ -475,24 +589,14 @@ class WriteAheadLog:
                 seg.refers.update(m.segment for m in members if m.segment != group.segment)
 
     def _rotate(self) -> None:
-        """Starts the next segment, then seals the active one (if any). On OSError nothing
-        changed: the active segment stays."""
-        next_id, self._next_id = self._next_id, self._next_id + 1
-        path = self.directory / f"{next_id:020d}.wal"
-        try:  # acks left by a segment of this id that is gone
-            path.with_suffix(".ack").unlink()
-        except FileNotFoundError:
-            pass
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            if self.fsync is not Fsync.NEVER:  # records in a file that may vanish are not durable
-                fsync_path(self.directory)
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
-        seg = _Segment(next_id, path)
+        """Starts the next segment (the spare, when it is ready), then seals the active one (if
+        any). On OSError nothing changed: the active segment stays."""
+        spare = self._take_spare()
+        if spare is not None:
+            next_id, path, fd = spare.id, spare.path, spare.fd
+        else:
+            next_id, path, fd = self._create_segment()
+        seg = _Segment(next_id, path, preallocated=spare is not None)
         with self._lock:
             old, old_fd = self._active, self._fd
             self._segments[next_id] = seg
@@ -504,6 +608,107 @@ class WriteAheadLog:
                     os.close(old_fd)
                 if old.done >= old.records:
                     self._delete(old)
+
+    def _create_segment(self) -> tuple[int, Path, int]:
+        """A new, empty segment file with its directory entry on disk: id, path, fd."""
+        next_id, self._next_id = self._next_id, self._next_id + 1
+        path = self.directory / f"{next_id:020d}.wal"
+        try:  # acks left by a segment of this id that is gone
+            path.with_suffix(".ack").unlink()
+        except FileNotFoundError:
+            pass
+        # written at the file position, not O_APPEND: a preallocated segment is written
+        # from its start, and both kinds are opened the same way
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if self.fsync is not Fsync.NEVER:  # records in a file that may vanish are not durable
+                fsync_path(self.directory)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        return next_id, path, fd
+
+    # -- the spare segment: the next one, preallocated off the append path
+
+    def _start_spare(self, for_id: int) -> None:
+        """Writer thread: starts preparing the segment after the active one `for_id` (once per
+        segment: a spare that cannot be made is not retried until the next rotation, which then
+        creates a plain growing segment as it would without preallocation)."""
+        self._spare_for = for_id
+        self._abandoned = [s for s in self._abandoned if not s.finished]
+        if self._spare is not None:  # not taken yet: it is the next segment all the same
+            return
+        spare = _Spare(self._next_id, self.directory / f"{self._next_id:020d}.wal")
+        self._next_id += 1
+        spare.thread = threading.Thread(target=self._fill_spare, args=(spare,), daemon=True,
+                                        name=f"wal-spare-{self.directory.name}")
+        self._spare = spare
+        spare.thread.start()
+
+    def _fill_spare(self, spare: _Spare) -> None:
+        """Spare thread: the file gets its full size in written zeros (fallocate alone would
+        leave unwritten extents, whose conversion on the first write is a journal commit) and
+        reaches the disk with its directory entry. Any failure leaves no file behind."""
+        fd = -1
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                spare.path.with_suffix(".ack").unlink()
+            fd = os.open(spare.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            zeros = memoryview(bytes(min(_ZERO_CHUNK, self.segment_bytes)))
+            at = 0
+            while at < self.segment_bytes:
+                at += os.pwrite(fd, zeros[:self.segment_bytes - at], at)
+            os.fdatasync(fd)
+            fsync_path(self.directory)
+            self._spare_failing = False
+        except OSError as exc:
+            if not self._spare_failing:
+                log.warning("queue %s: cannot prepare the next log segment (%s); it is "
+                            "created when needed instead", self.directory, exc)
+            self._spare_failing = True
+            self._drop_spare_file(spare.path, fd)
+            fd = -1
+        with self._lock:
+            spare.finished = True
+            if spare.abandoned:
+                self._drop_spare_file(spare.path, fd)
+            else:
+                spare.fd = fd
+
+    @staticmethod
+    def _drop_spare_file(path: Path, fd: int) -> None:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+    def _take_spare(self) -> _Spare | None:
+        """The spare if it is ready. One still being written is abandoned (its thread deletes
+        it): waiting for it would hold up the appends, and a segment made now takes a newer id,
+        which keeps segment ids in the order the records were written."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+            if spare is None:
+                return None
+            if spare.finished and spare.fd >= 0:
+                return spare
+            spare.abandoned = True
+            self._abandoned.append(spare)
+            return None
+
+    def _discard_spare(self) -> None:
+        """Closing: the unused spare goes, and no spare thread is left to touch the directory
+        once another process may own it."""
+        spare, self._spare = self._spare, None
+        for other in [*self._abandoned, *([spare] if spare else [])]:
+            if other.thread is not None:
+                other.thread.join()
+        self._abandoned = []
+        if spare is not None:
+            self._drop_spare_file(spare.path, spare.fd)
 
     # -- reading and acknowledging
 
@@ -607,13 +812,29 @@ class WriteAheadLog:
         seg.read_fd = seg.ack_fd = None
         self.disk_bytes -= seg.bytes + self._size(seg.ack_path)
         # the acks first: a crash in between leaves a segment without acks, sent again in full
-        # (and deduplicated), never acks that a new segment of the same id would inherit
-        for path in (seg.ack_path, seg.path):
+        # (and deduplicated), never acks that a new segment of the same id would inherit (ids
+        # only grow while the log is open, and the files are there until they are removed)
+        paths = (seg.ack_path, seg.path)
+        if self._reaper is not None:
+            self._doomed.put(paths)
+        else:  # replay
+            self._unlink(paths)
+        self._segments.pop(seg.id, None)
+
+    def _unlink(self, paths: tuple[Path, ...]) -> None:
+        for path in paths:
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
-        self._segments.pop(seg.id, None)
+            except OSError as exc:  # it stays; a later start deletes it when it finds it done
+                log.warning("queue %s: cannot delete %s: %s", self.directory, path.name, exc)
+                return
+
+    def _reap(self) -> None:
+        """Reaper thread: removes the files of deleted segments, in order."""
+        while (paths := self._doomed.get()) is not None:
+            self._unlink(paths)
 
     def _sync_acks(self, seg: _Segment) -> None:
         try:
@@ -623,7 +844,7 @@ class WriteAheadLog:
 
     @property
     def is_open(self) -> bool:
-        return self._io is not None
+        return self._writer is not None
 
     def segment_ids(self) -> list[int]:
         with self._lock:
@@ -635,10 +856,16 @@ class WriteAheadLog:
         """Finishes the appends under way, seals the active segment (deleted if nothing in it is
         pending), closes every file and releases the directory."""
         await self.flushed()
-        io, self._io = self._io, None
-        if io is not None:
-            await asyncio.get_running_loop().run_in_executor(io, self._seal)
-            io.shutdown(wait=True)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # sealed by the writer thread, after any write it still has
+            self._queue.put(self._seal)
+            self._queue.put(None)
+            await asyncio.to_thread(writer.join)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # the directory is left as it is on disk
+            self._doomed.put(None)
+            await asyncio.to_thread(reaper.join)
         with self._lock:
             for seg in self._segments.values():
                 for fd in (seg.read_fd, seg.ack_fd):
@@ -648,11 +875,16 @@ class WriteAheadLog:
         self._release_lock()
 
     def _seal(self) -> None:
+        self._discard_spare()
         with self._lock:
             seg = self._active
             if seg is None:
                 return
             seg.sealed = True
+            if seg.preallocated and seg.done < seg.records:
+                # what stays on disk until the next start is the data, not the unused room
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, seg.bytes)
             os.close(self._fd)
             self._fd = -1
             self._active = None
@@ -688,6 +920,18 @@ def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
         if not ok:
             return None
     return Record(segment, pos, kind, items, length - _BODY.size, token)
+
+
+def _data_end(mm: mmap.mmap, size: int) -> int:
+    """Where the zeros at the end of a segment (its preallocated, unwritten room) begin."""
+    hi = size
+    while hi > 0:
+        lo = max(0, hi - _ZERO_CHUNK)
+        kept = len(mm[lo:hi].rstrip(b"\0"))
+        if kept:
+            return lo + kept
+        hi = lo
+    return 0
 
 
 def _resync(mm: mmap.mmap, segment: int, pos: int, size: int) -> int | None:
