@@ -4,6 +4,7 @@
                               [--queue batch|always|never|off] [--rate ITEMS_PER_S]
                               [--send-batch-size N] [--queue-batch MIN_SIZE] [--max-size N]
                               [--flush-timeout D] [--consumers N] [--server] [--no-half-rate]
+                              [--queue-dir DIR]
 
 Starts a gateway (embedded chDB) on free loopback ports with the recommended production
 configuration (loadtests.gatewayproc's default_config with PRODUCTION_QUEUE_BATCH; the options
@@ -96,6 +97,7 @@ class Acks:
     def __init__(self, items: int) -> None:
         self.items = items
         self.latencies: list[float] = []
+        self.sent: list[float] = []  # when each acknowledged request was due (perf_counter)
         self.timeline: list[tuple[float, int]] = []  # (monotonic time, items acked so far)
         self.acked = self.failed = 0
 
@@ -107,14 +109,20 @@ class Acks:
             if r.status == 200:
                 self.acked += self.items
                 self.latencies.append(time.perf_counter() - since)
+                self.sent.append(since)
                 self.timeline.append((time.monotonic(), self.acked))
             else:
                 self.failed += 1
 
     def result(self, elapsed: float) -> dict[str, Any]:
         lat = sorted(self.latencies)
+        # where the tail is: one stall shows as slow requests sent close together
+        t0 = min(self.sent, default=0.0)
+        slowest = sorted(zip(self.latencies, self.sent), reverse=True)[:max(10, len(lat) // 100)]
         return {"acked_items": self.acked, "failed_requests": self.failed,
                 "elapsed_s": elapsed, "timeline": self.timeline,
+                "slowest": [{"sent_at_s": round(at - t0, 3), "ms": round(1000 * lat_s, 1)}
+                            for lat_s, at in sorted(slowest, key=lambda x: x[1])],
                 "ack_p50_ms": 1000 * statistics.median(lat) if lat else None,
                 "ack_p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else None}
 
@@ -330,6 +338,10 @@ def main() -> None:
                         help="how long to measure the engine alone (0: skip)")
     parser.add_argument("--queue", default="batch", choices=["batch", "always", "never", "off"],
                         help="the exporter's sending queue: its fsync policy, or off")
+    parser.add_argument("--queue-dir", default=None,
+                        help="put the sending queue's log in a new directory under this one, "
+                             "e.g. on another disk than the store; /dev/shm shows what the "
+                             "log's fsync costs (tmpfs: nothing, and nothing is durable)")
     parser.add_argument("--no-half-rate", action="store_true",
                         help="skip the second phase of each signal: a fixed offered rate of half "
                              "the sustained maximum, for the acknowledgement latency there")
@@ -346,6 +358,10 @@ def main() -> None:
             contextlib.ExitStack() as stack:
         gw = Gateway(Path(tmp))
         configure(gw.config, args)
+        if args.queue_dir and args.queue != "off":
+            queue_dir = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="otelgw-bench-queue-", dir=args.queue_dir))
+            gw.config["exporters"]["clickhouse"]["sending_queue"]["directory"] = queue_dir
         if args.server:
             from tests.chserver import ChServer
 

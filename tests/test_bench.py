@@ -14,15 +14,19 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
+    (tmp_path / "queue").mkdir()
     out = subprocess.run(
         [sys.executable, "-m", "loadtests.bench", "--seconds", "2", "--signals", "logs",
          "--concurrency", "2", "--batch", "200", "--ceiling-seconds", "1",
-         "--results", str(tmp_path)],
+         "--results", str(tmp_path), "--queue-dir", str(tmp_path / "queue")],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=280)
     assert out.returncode == 0, out.stderr[-3000:]
     (result_file,) = tmp_path.glob("bench-*.json")
     assert result_file.with_suffix(".png").stat().st_size > 0
-    (res,) = json.loads(result_file.read_text())["results"]
+    run = json.loads(result_file.read_text())
+    (res,) = run["results"]
+    queue = run["config"]["exporters"]["clickhouse"]["sending_queue"]
+    assert queue["directory"].startswith(str(tmp_path / "queue")), queue
     assert res["phase"] == "max" and res["zero_loss"], res
     assert res["stored_rows"] == res["acked_items"] > 0
     assert 0 < res["sustained_items_per_s"] <= res["items_per_s"]
@@ -31,4 +35,9 @@ def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
     # the second phase offered half the first's sustained rate (a 2 s run: loosely)
     assert half["items_per_s"] < 0.8 * res["sustained_items_per_s"], (half, res)
     assert half["ack_p99_ms"] >= half["ack_p50_ms"] > 0
+    # the slowest requests, in the order they were sent, say where the tail is
+    slowest = half["slowest"]
+    assert len(slowest) >= 10 and max(s["ms"] for s in slowest) >= half["ack_p99_ms"]
+    assert [s["sent_at_s"] for s in slowest] == sorted(s["sent_at_s"] for s in slowest)
+    assert list((tmp_path / "queue").iterdir()) == []  # the queue's directory is cleaned up
     assert res["ceiling"]["rows_per_s"] > 0 and res["gateway_to_ceiling"] > 0
