@@ -5,8 +5,10 @@ the processor contract, and a flood against a real gateway process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import textwrap
 import threading
 import time
@@ -165,30 +167,39 @@ def write(path: Path, text: str) -> None:
 def test_with_workers_the_limit_counts_every_process_of_the_gateway(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """With --workers the owner and its workers share one limit, as the container they run in
-    does: each process's limiter measures their sum (here: this process as the owner and a child
-    holding 300 MiB as its worker)."""
+    does: each process's limiter measures their sum. Here an owner holding 100 MiB starts a
+    worker holding 300 MiB; the limiter of any of them sees both."""
     import subprocess
     import sys
 
     from gateway import workers
 
-    hold = ("import sys; b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096]); "
+    hold = ("import sys; b = bytearray({mib} << 20); b[::4096] = b'x' * len(b[::4096]); {then}"
             "print('ready', flush=True); sys.stdin.read()")
-    child = subprocess.Popen([sys.executable, "-c", hold],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    worker = hold.format(mib=300, then="")
+    owner = hold.format(mib=100, then=(
+        "import subprocess; w = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+        "stdout=subprocess.PIPE, stdin=subprocess.PIPE); w.stdout.readline(); print(w.pid); "))
+    proc = subprocess.Popen([sys.executable, "-c", owner, worker],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    worker_pid = 0
     try:
-        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        assert proc.stdout is not None
+        worker_pid = int(proc.stdout.readline())
+        assert proc.stdout.readline() == "ready\n"
+        rss = {pid: psutil.Process(pid).memory_info().rss for pid in (proc.pid, worker_pid)}
+        assert rss[proc.pid] > 100 * MiB and rss[worker_pid] > 300 * MiB
         alone = sysmem.process_rss()
-        monkeypatch.setattr(workers, "_owner", os.getpid())
-        together = sysmem.process_rss()
-        child_rss = psutil.Process(child.pid).memory_info().rss
-        assert child_rss > 300 * MiB
-        assert abs(together - alone - child_rss) < 50 * MiB
-        monkeypatch.setattr(workers, "_owner", child.pid + 10**7)  # the owner is gone
-        assert abs(sysmem.process_rss() - alone) < 50 * MiB
+        monkeypatch.setattr(workers, "_owner", proc.pid)
+        assert abs(sysmem.process_rss() - sum(rss.values())) < 30 * MiB
+        monkeypatch.setattr(workers, "_owner", proc.pid + 10**7)  # the owner is gone
+        assert abs(sysmem.process_rss() - alone) < 30 * MiB
     finally:
-        child.kill()
-        child.wait()
+        proc.kill()
+        proc.wait()
+        if worker_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid, signal.SIGKILL)
 
 
 def test_cgroup_v2_limit_of_an_ancestor_applies(tmp_path: Path) -> None:
