@@ -127,7 +127,8 @@ class ClickHouseExporter:
                 where += " (connects on the first insert: create_schema is false)"
             if directory is not None:
                 self.queue = DurableQueue(str(self.id), directory, self.cfg.sending_queue,
-                                          self.cfg.retry_on_failure, self._export, host.telemetry)
+                                          self.cfg.retry_on_failure, self._export, host.telemetry,
+                                          store_sync=self.engine.store_sync())
                 await self.queue.start()
             log.info("exporter %s writes to %s (database %s)%s", self.id, where,
                      self.cfg.database,

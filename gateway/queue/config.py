@@ -89,7 +89,8 @@ class QueueSettings(ComponentConfig):
         "it; batches that arrive while one fsync runs share the next (group commit), so it "
         "survives a crash of the machine. `always`: one fsync per batch, never shared (slowest; "
         "the same guarantee). `never`: once the operating system has the write; it survives a "
-        "crash of the gateway, not of the machine."))
+        "crash of the gateway, not of the machine. Except with `never`, a batch inserted into "
+        "the embedded store leaves the log only after a sync of the store (once a second)."))
     drain_timeout: Duration = Field(15.0, ge=0, description=(
         "otelgw: on shutdown, how long consumers go on exporting what is queued; what is left "
         "stays on disk and is sent after the next start."))

@@ -25,6 +25,12 @@ attempt failed transiently, it was attempted before a restart, or the refusal ca
 after others had stored their rows: PermanentError.stored_in_part), is never taken apart: its
 batches would go out again under new tokens; it is retried as it is or set aside whole.
 
+With `store_sync` (the embedded store, whose parts are written without fsync, as ClickHouse
+does by default) a batch stays in the log until the store's data is on disk too: what an export
+marks done reaches the log's files only after the next `store_sync()` (every
+STORE_SYNC_INTERVAL seconds) that started after it, so a crash of the machine that loses the
+store's last writes finds those batches still pending, and sends them again under their tokens.
+
 Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
 leaves the rest in the log for the next start.
 """
@@ -60,6 +66,9 @@ from gateway.signals import Signal
 
 log = logging.getLogger(__name__)
 
+# how often the store's writes are made durable, so that the batches they hold leave the log
+STORE_SYNC_INTERVAL = 1.0
+
 # the signal of a record, as stored on disk: never renumber
 KIND = {Signal.TRACES: 1, Signal.METRICS: 2, Signal.LOGS: 3}
 SIGNAL = {v: k for k, v in KIND.items()}
@@ -78,7 +87,8 @@ Export = Callable[[Batch], Awaitable[None]]
 
 class DurableQueue:
     def __init__(self, owner: str, directory: Path, cfg: QueueSettings, retry: RetrySettings,
-                 export: Export, telemetry: Any = None, segment_bytes: int | None = None) -> None:
+                 export: Export, telemetry: Any = None, segment_bytes: int | None = None,
+                 store_sync: Callable[[], None] | None = None) -> None:
         self.owner = owner
         self.directory = directory
         self.cfg = cfg
@@ -107,6 +117,10 @@ class DurableQueue:
         self._dead: Counter | None = None
         self._dead_items: Counter | None = None
         self._dead_deleted: Counter | None = None
+        # with fsync never the log itself survives a gateway crash only: so need the store's
+        self._store_sync = store_sync if cfg.fsync is not Fsync.NEVER else None
+        self._unsynced: list[Callable[[], None]] = []  # log updates waiting for store_sync
+        self._syncer: asyncio.Task[None] | None = None
 
     # -- lifecycle
 
@@ -156,6 +170,8 @@ class DurableQueue:
         loop = asyncio.get_running_loop()
         self._consumers = [loop.create_task(self._consume(), name=f"{self.owner}-consumer-{i}")
                            for i in range(self.cfg.num_consumers)]
+        if self._store_sync is not None:
+            self._syncer = loop.create_task(self._sync_store(), name=f"{self.owner}-store-sync")
 
     async def shutdown(self) -> None:
         """Stops taking batches, exports what is queued for up to `drain_timeout`, then stops;
@@ -182,6 +198,11 @@ class DurableQueue:
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
         self._consumers = []
+        if self._syncer is not None:
+            self._syncer.cancel()
+            await asyncio.gather(self._syncer, return_exceptions=True)
+            self._syncer = None
+            await self._store_synced()  # what was exported leaves the log now
         await self.wal.close()
         self._gauges()
         if self.batches:
@@ -334,12 +355,42 @@ class DurableQueue:
         self._release(group)
 
     def _release(self, group: Record | None) -> None:
-        if group is None:
-            return
+        if group is not None:
+            self._settle(lambda: self.wal.release(group), "clean up the queue")
+
+    def _settle(self, update: Callable[[], None], what: str) -> None:
+        """Runs a log update that lets batches go: now, or with `store_sync` after the next
+        sync of the store (in order: a group is released after its members)."""
+        if self._store_sync is not None:
+            self._unsynced.append(lambda: self._update(update, what))
+        else:
+            self._update(update, what)
+
+    def _update(self, update: Callable[[], None], what: str) -> None:
         try:
-            self.wal.release(group)
-        except OSError as exc:  # its segment stays; the next start finds the group done
-            log.warning("exporter %s: cannot clean up the queue: %s", self.owner, exc)
+            update()
+        except OSError as exc:  # sent again after a restart, and deduplicated
+            log.warning("exporter %s: cannot %s: %s", self.owner, what, exc)
+
+    async def _sync_store(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_SYNC_INTERVAL)
+            await self._store_synced()
+
+    async def _store_synced(self) -> None:
+        """Makes the store's writes durable, then applies the log updates made before."""
+        if not self._unsynced or self._store_sync is None:
+            return
+        updates, self._unsynced = self._unsynced, []
+        try:
+            await asyncio.to_thread(self._store_sync)
+        except Exception as exc:  # OSError, or the engine's: kept, and sent again if it stays
+            self._unsynced[:0] = updates
+            log.warning("exporter %s: cannot make the store's writes durable (%s); the "
+                        "batches stay in the queue until it can", self.owner, exc)
+            return
+        for update in updates:
+            update()
 
     def _read(self, records: list[Record],
                join: bool) -> tuple[list[bytes | Exception], bytes]:
@@ -453,11 +504,7 @@ class DurableQueue:
         self._done(rec)
 
     def _done(self, rec: Record) -> None:
-        try:
-            self.wal.ack(rec)
-        except OSError as exc:  # sent again after a restart, and deduplicated
-            log.warning("exporter %s: cannot record a sent batch in the queue: %s", self.owner,
-                        exc)
+        self._settle(lambda: self.wal.ack(rec), "record a sent batch in the queue")
         self._count(rec, -1)
         self._wake_room()
         self._progress.set()

@@ -7,7 +7,7 @@ only in transport. Calls are blocking and run in worker threads (chDB releases t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gateway.errors import GatewayError
 
@@ -35,6 +35,12 @@ class Engine(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def store_sync(self) -> Callable[[], None] | None:
+        """What makes the rows of the INSERTs so far survive a crash of the machine, for the
+        sending queue to call before it lets their batches go; None: the store keeps its own
+        promise once an INSERT succeeded (a server: its settings, its replicas)."""
+        return None
 
 
 # ClickHouse error codes that mean "this data/statement is wrong", not "try again later"; 395

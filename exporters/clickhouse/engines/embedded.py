@@ -11,19 +11,36 @@ reports success when the INSERT fails after its input was read (a CHECK constrai
 in a materialized view), which would let the sending queue drop a batch that was never stored,
 and inline data in the query text loses the leading newline byte every OTLP request starts with.
 The file stays in the page cache (it is not fsynced): the cost is one memory copy.
+
+ClickHouse writes parts without fsync (`fsync_after_insert` is off by default, and a wide part is
+dozens of files): a crash of the machine may lose the last seconds of them. The sending queue
+keeps their batches until `store_sync()`, one syncfs of the store's file system, has run after
+their INSERT.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from exporters.clickhouse.engines import PERMANENT_CODES, Engine, EngineError, Settings, code_of
 from gateway.errors import ConfigError
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs  # releases the GIL while it runs
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
 
 
 def _settings_clause(settings: Settings | None) -> str:
@@ -158,6 +175,21 @@ class EmbeddedEngine(Engine):
             except Exception as exc:
                 raise _error(exc) from None
         return bytes(result.bytes()) if result is not None else b""
+
+    def store_sync(self) -> Callable[[], None]:
+        return self._sync
+
+    def _sync(self) -> None:
+        """Everything written to the store's file system so far reaches the disk."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if _syncfs is None:  # not Linux: every file system
+                os.sync()
+            elif _syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs {self.path}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
 
     def _guest_connection(self) -> object:
         with self._guest_lock:

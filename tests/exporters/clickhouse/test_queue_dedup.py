@@ -216,3 +216,32 @@ def test_a_merged_export_a_view_refused_after_rows_were_stored_is_set_aside_whol
     rows, names, letters = asyncio.run(run())
     assert 0 < rows == names <= len(spans)  # what the merged INSERT stored before the view threw
     assert letters == 3
+
+
+def test_the_embedded_store_syncs_before_its_batches_leave_the_queue(tmp_path: Path) -> None:
+    """Its parts are written without fsync: the queue keeps a batch until a sync of the store
+    (test_queue_faults.py shows what that does after a crash); the sync itself runs."""
+    async def run() -> None:
+        ex, _ = await _exporter(tmp_path / "store", sending_queue={})
+        assert ex.queue is not None and ex.engine is not None
+        try:
+            assert ex.queue._store_sync is not None
+            ex.queue._store_sync()
+            await ex.consume(Payload.from_message(Signal.LOGS, payloads.logs(1, "sync")))
+            while ex.queue.batches:
+                await asyncio.sleep(0.05)
+        finally:
+            await ex.shutdown()
+    asyncio.run(run())
+    assert _counts_after(tmp_path / "store", "sync") > 0
+
+
+def _counts_after(path: Path, run_id: str) -> int:
+    async def run() -> int:
+        ex, _ = await _exporter(path, sending_queue={})
+        try:
+            assert ex.queue is not None and ex.queue.batches == 0  # nothing left to send
+            return _counts(ex, run_id)["otel_logs"]
+        finally:
+            await ex.shutdown()
+    return asyncio.run(run())

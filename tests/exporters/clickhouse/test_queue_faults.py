@@ -11,6 +11,8 @@ import errno
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +321,62 @@ def test_a_member_of_a_split_export_keeps_its_own_token_across_a_restart(
     assert first[1] in second  # the same rows under the same token
     assert all(len(data) <= 3 for data, _ in second), second  # none merged again
 
+
+
+_EXPORT_THEN_CRASH = """
+import asyncio, os, sys, time
+from pathlib import Path
+from gateway.queue.config import QueueSettings
+from gateway.queue.durable import DurableQueue
+from gateway.signals import Signal
+from tests.exporters.clickhouse.test_queue_durable import FAST
+
+async def main():
+    directory, store_syncs = Path(sys.argv[1]), sys.argv[2] == "1"
+    synced = []
+
+    def store_sync():  # the store's writes reach the disk; or hang, as a crash cuts it short
+        if not store_syncs:
+            time.sleep(60)
+        synced.append(True)
+
+    async def export(batch):
+        pass
+
+    q = DurableQueue("clickhouse", directory, QueueSettings(num_consumers=2), FAST, export,
+                     store_sync=store_sync)
+    await q.start()
+    for i in range(5):
+        await q.put(Signal.LOGS, 1, b"batch-%d" % i)
+    while q.batches or (store_syncs and not synced):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    os._exit(0)  # the machine's crash, as far as the queue's files are concerned
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("store_syncs", [False, True])
+def test_exported_batches_leave_the_log_only_once_the_store_synced(
+        tmp_path: Path, store_syncs: bool) -> None:
+    """The embedded store writes parts without fsync: a batch it took may be gone after a
+    crash of the machine. The queue lets a batch go only after a sync of the store that started
+    after its export; a crash before that finds it pending, sent again under its token."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", _EXPORT_THEN_CRASH, str(tmp_path),
+                           "1" if store_syncs else "0"], capture_output=True, text=True,
+                          timeout=30, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    again: list[bytes] = []
+
+    async def export(batch: Batch) -> None:
+        again.append(batch.data)
+
+    async def reopen() -> None:
+        q = _queue(tmp_path, export)
+        await q.start()
+        await _wait(lambda: q.batches == 0)
+        await q.shutdown()
+    asyncio.run(reopen())
+    assert sorted(again) == ([] if store_syncs else [b"batch-%d" % i for i in range(5)])
