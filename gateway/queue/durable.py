@@ -384,6 +384,9 @@ class DurableQueue:
         updates, self._unsynced = self._unsynced, []
         try:
             await asyncio.to_thread(self._store_sync)
+        except asyncio.CancelledError:  # shutdown: its last sync takes them
+            self._unsynced[:0] = updates
+            raise
         except Exception as exc:  # OSError, or the engine's: kept, and sent again if it stays
             self._unsynced[:0] = updates
             log.warning("exporter %s: cannot make the store's writes durable (%s); the "
