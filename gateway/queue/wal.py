@@ -922,6 +922,19 @@ def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
     return Record(segment, pos, kind, items, length - _BODY.size, token)
 
 
+def may_hold_records(directory: Path) -> bool:
+    """Whether a queue directory (not open) has a segment that may hold a record: one that does
+    not start with zeros. A spare segment a crash left unused is all zeros."""
+    for path in directory.glob("*.wal"):
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(MAGIC)).strip(b"\0"):
+                    return True
+        except OSError:  # unreadable: let the owner's replay say why
+            return True
+    return False
+
+
 def _data_end(mm: mmap.mmap, size: int) -> int:
     """Where the zeros at the end of a segment (its preallocated, unwritten room) begin."""
     hi = size

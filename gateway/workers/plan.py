@@ -21,6 +21,7 @@ from gateway.component import ComponentID, Factory, Host, Kind
 from gateway.config.loader import ComponentSpec, GatewayConfig, PipelineSpec
 from gateway.config.types import ComponentConfig
 from gateway.errors import ConfigError, GatewayError
+from gateway.queue.wal import may_hold_records
 
 PUSH_RECEIVERS = frozenset({"otlp", "fluentforward"})
 OWNER_ONLY_EXTENSIONS = frozenset({"health_check", "pprof", "zpages"})
@@ -120,8 +121,7 @@ def orphan_queues(cfg: GatewayConfig, workers: int) -> Iterator[tuple[ComponentS
             continue
         for path in sorted(base.parent.glob(f"{base.name}-w*")):
             suffix = path.name[len(base.name) + 2:]
-            if suffix.isdigit() and int(suffix) >= workers and any(
-                    p.stat().st_size for p in path.glob("*.wal")):  # gateway/queue/wal.py
+            if suffix.isdigit() and int(suffix) >= workers and may_hold_records(path):
                 yield _own_queue(spec, path), path
 
 

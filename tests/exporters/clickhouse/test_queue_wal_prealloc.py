@@ -229,3 +229,15 @@ def test_a_bug_in_the_writer_fails_its_appends_and_the_log_goes_on(
         assert wal.read(rec) == _payload(1)
         await wal.close()
     asyncio.run(run())
+
+
+def test_a_queue_left_with_only_an_unused_spare_holds_no_records(tmp_path: Path) -> None:
+    """--workers: the owner drains queues of former workers that hold batches; one whose only
+    segment is a spare a crash left (all zeros) holds none."""
+    from gateway.queue.wal import may_hold_records
+
+    assert not may_hold_records(tmp_path)
+    (tmp_path / f"{7:020d}.wal").write_bytes(bytes(SEGMENT))
+    assert not may_hold_records(tmp_path)
+    _crash_after(tmp_path, [SIZE])
+    assert may_hold_records(tmp_path)
