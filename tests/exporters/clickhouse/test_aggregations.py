@@ -10,9 +10,11 @@ process); the gateway's own `CREATE … IF NOT EXISTS` then leaves it as it is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ from exporters.clickhouse.aggregations import (
     aggregating_engine,
     aggregation_ddl,
 )
+from exporters.clickhouse.config import ClickHouseConfig
 from exporters.clickhouse.ingest import schema_ddl
 from gateway.errors import ConfigError
 from loadtests.gatewayproc import Gateway, default_config
@@ -352,3 +355,30 @@ def test_linkerd_rate_per_5_minutes(agg_gateway: Gateway, linkerd: tuple[str, li
     (runs,) = agg_gateway.rows("SELECT max(n) AS n FROM (SELECT uniqExact(StartTimeUnix) AS n "
                                "FROM otel_metrics_sum_linkerd_response_5m_state GROUP BY SeriesId)")
     assert int(runs["n"]) == 2
+
+
+# Each object's definition as released, by name. `CREATE … IF NOT EXISTS` keeps an object of an
+# earlier release as it is, so a changed definition under the same name would never reach a
+# deployed store: change the name with it (aggregations.py), then record the new hash here.
+RELEASED = {
+    "otel_traces_latency_1m_state": "25da2a59dae9f15a",
+    "otel_traces_latency_1m_mv": "39865147849fcd07",
+    "otel_traces_latency_1m": "a53ebf17edfeb8bb",
+    "otel_metrics_sum_linkerd_response_5m_state": "ba02e3411b8f752b",
+    "otel_metrics_sum_linkerd_response_5m_mv": "c08889899606bd5c",
+    "otel_metrics_sum_linkerd_response_5m": "0d9db66a5d0a28dc",
+}
+
+
+def test_a_changed_definition_comes_with_a_new_name() -> None:
+    options = ClickHouseConfig.model_validate({}).schema_options()
+    found = {}
+    for stmt in aggregation_ddl(options, ALL):
+        match = re.match(r'CREATE (?:TABLE|MATERIALIZED VIEW|VIEW) IF NOT EXISTS "default"\."'
+                         r'([^"]+)"', stmt)
+        assert match, stmt[:80]
+        found[match.group(1)] = hashlib.sha256(stmt.encode()).hexdigest()[:16]
+    changed = {name for name in found.keys() & RELEASED.keys() if found[name] != RELEASED[name]}
+    assert not changed, (f"{sorted(changed)} changed under a released name: deployed stores "
+                         "would keep the old definition; give the objects new names")
+    assert found.keys() == RELEASED.keys(), "record new objects' hashes in RELEASED"
