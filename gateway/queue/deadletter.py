@@ -15,11 +15,15 @@ would refuse every batch, good ones included). The batch just written is always 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from gateway.files import fsync_path, replace_file
+
+log = logging.getLogger(__name__)
 
 
 class Written(NamedTuple):
@@ -34,6 +38,7 @@ class DeadLetters:
         self.limit = limit
         self._sizes: dict[str, int] | None = None  # bytes per batch name, oldest first
         self._total = 0
+        self._lock = threading.Lock()
 
     def write(self, data: bytes, token: str, info: dict[str, Any]) -> Written:
         """Stores one batch (blocking: run in a thread)."""
@@ -52,28 +57,38 @@ class DeadLetters:
         replace_file(path, text, self.fsync)
         if self.fsync:  # the renames: without this a crash may leave the batch nowhere
             fsync_path(self.directory)
-        return Written(path, self._trim(base, len(data) + len(text)) if self.limit else 0)
+        if not self.limit:
+            return Written(path, 0)
+        try:
+            with self._lock:  # consumers write dead letters from several threads
+                deleted = self._trim(base, len(data) + len(text))
+        except OSError as exc:  # the batch is stored; only the room for the next is not made
+            log.warning("cannot keep the dead-letter directory %s within its limit: %s",
+                        self.directory, exc)
+            deleted = 0
+        return Written(path, deleted)
 
     def _trim(self, added: str, size: int) -> int:
-        """Accounts for the batch `added`; deletes the oldest batches while over the limit."""
-        if self._sizes is None:  # the batches of earlier runs, read once
-            self._sizes = {}
+        """Caller holds the lock. Accounts for the batch `added`; deletes the oldest batches
+        while over the limit."""
+        sizes = self._sizes
+        if sizes is None:  # the batches of earlier runs, read once, this one among them
+            sizes = self._sizes = {}
             for p in sorted(self.directory.iterdir()):
-                if p.suffix in (".pb", ".json"):
-                    self._sizes[p.stem] = self._sizes.get(p.stem, 0) + p.stat().st_size
-            self._total = sum(self._sizes.values())
-        else:
-            self._sizes[added] = size
-            self._total += size
+                if p.suffix in (".pb", ".json") and p.stem != added:
+                    sizes[p.stem] = sizes.get(p.stem, 0) + p.stat().st_size
+            self._total = sum(sizes.values())
+        self._total += size - sizes.get(added, 0)  # another thread's scan may have seen it
+        sizes[added] = size
         deleted = 0
-        while self._total > self.limit:
-            oldest = next(iter(self._sizes))
+        while self._total > self.limit and sizes:
+            oldest = next(iter(sizes))
             if oldest == added:
                 break
             # the `.json` first: a crash in between leaves a `.pb` without one, which a person
             # reads as incomplete, never a description of a batch that is gone
             for suffix in (".json", ".pb"):
                 (self.directory / (oldest + suffix)).unlink(missing_ok=True)
-            self._total -= self._sizes.pop(oldest)
+            self._total -= sizes.pop(oldest)
             deleted += 1
         return deleted

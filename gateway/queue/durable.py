@@ -371,6 +371,8 @@ class DurableQueue:
             update()
         except OSError as exc:  # sent again after a restart, and deduplicated
             log.warning("exporter %s: cannot %s: %s", self.owner, what, exc)
+        except Exception:  # a bug: the batches are sent again after a restart
+            log.exception("exporter %s: cannot %s", self.owner, what)
 
     async def _sync_store(self) -> None:
         while True:
@@ -507,7 +509,12 @@ class DurableQueue:
         self._done(rec)
 
     def _done(self, rec: Record) -> None:
-        self._settle(lambda: self.wal.ack(rec), "record a sent batch in the queue")
+        # it holds its place in the queue until it leaves the log: while the store cannot be
+        # synced, the queue fills and refuses clients instead of the log filling the disk
+        self._settle(lambda: self._leave(rec), "record a sent batch in the queue")
+
+    def _leave(self, rec: Record) -> None:
+        self._update(lambda: self.wal.ack(rec), "record a sent batch in the queue")
         self._count(rec, -1)
         self._wake_room()
         self._progress.set()

@@ -672,10 +672,11 @@ class WriteAheadLog:
             fd = -1
         with self._lock:
             spare.finished = True
-            if spare.abandoned:
-                self._drop_spare_file(spare.path, fd)
-            else:
+            abandoned = spare.abandoned
+            if not abandoned:
                 spare.fd = fd
+        if abandoned:  # outside the lock: freeing 32 MiB would hold up acks and reads
+            self._drop_spare_file(spare.path, fd)
 
     @staticmethod
     def _drop_spare_file(path: Path, fd: int) -> None:

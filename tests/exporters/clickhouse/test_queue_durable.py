@@ -494,3 +494,37 @@ def test_the_dead_letter_directory_keeps_the_newest_batches_within_its_limit(
                   exporter="clickhouse") == 3
     assert _value(t, "otelgw_exporter_dead_lettered_batches_total", exporter="clickhouse",
                   data_type="logs") == 6
+
+
+def test_batches_waiting_for_the_store_sync_keep_their_place_in_the_queue(
+        tmp_path: Path) -> None:
+    """Exported batches stay in the log until the store is synced; while it cannot be, they
+    count against queue_size, so the queue refuses clients instead of the log filling the
+    disk. Once the sync goes through they leave."""
+    import threading
+
+    release = threading.Event()
+    exported: list[bytes] = []
+
+    def store_sync() -> None:
+        if not release.wait(10):
+            raise OSError("the store cannot be synced")
+
+    async def export(batch: Batch) -> None:
+        exported.append(batch.data)
+
+    async def run() -> None:
+        settings = QueueSettings(num_consumers=1, drain_timeout=2, queue_size=3)
+        q = DurableQueue("clickhouse", tmp_path, settings, FAST, export, store_sync=store_sync)
+        await q.start()
+        for i in range(3):
+            await q.put(Signal.LOGS, 1, b"batch-%d" % i)
+        await _wait(lambda: len(exported) == 3)
+        with pytest.raises(RefusedError):
+            await q.put(Signal.LOGS, 1, b"one too many")
+        release.set()
+        await _wait(lambda: q.batches == 0)
+        await q.put(Signal.LOGS, 1, b"room again")
+        await q.shutdown()
+    asyncio.run(run())
+    assert exported == [b"batch-0", b"batch-1", b"batch-2", b"room again"]
