@@ -30,6 +30,8 @@ does by default) a batch stays in the log until the store's data is on disk too:
 marks done reaches the log's files only after the next `store_sync()` (every
 STORE_SYNC_INTERVAL seconds) that started after it, so a crash of the machine that loses the
 store's last writes finds those batches still pending, and sends them again under their tokens.
+Until then a batch keeps its place in the queue: a store that cannot be synced fills the queue,
+which refuses clients, rather than the log filling the disk.
 
 Shutdown stops taking batches, lets the consumers export what is queued for `drain_timeout`, and
 leaves the rest in the log for the next start.
