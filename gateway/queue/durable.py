@@ -121,7 +121,7 @@ class DurableQueue:
         self._dead_deleted: Counter | None = None
         # with fsync never the log itself survives a gateway crash only: so need the store's
         self._store_sync = store_sync if cfg.fsync is not Fsync.NEVER else None
-        self._unsynced: list[Callable[[], None]] = []  # log updates waiting for store_sync
+        self._unsynced: list[Callable[[], None]] = []  # _settle's actions waiting for the sync
         self._syncer: asyncio.Task[None] | None = None
 
     # -- lifecycle
@@ -358,15 +358,16 @@ class DurableQueue:
 
     def _release(self, group: Record | None) -> None:
         if group is not None:
-            self._settle(lambda: self.wal.release(group), "clean up the queue")
+            self._settle(lambda: self._update(lambda: self.wal.release(group),
+                                              "clean up the queue"))
 
-    def _settle(self, update: Callable[[], None], what: str) -> None:
-        """Runs a log update that lets batches go: now, or with `store_sync` after the next
-        sync of the store (in order: a group is released after its members)."""
+    def _settle(self, action: Callable[[], None]) -> None:
+        """Runs `action` (it does not raise), which lets batches go: now, or with `store_sync`
+        after the next sync of the store (in order: a group is released after its members)."""
         if self._store_sync is not None:
-            self._unsynced.append(lambda: self._update(update, what))
+            self._unsynced.append(action)
         else:
-            self._update(update, what)
+            action()
 
     def _update(self, update: Callable[[], None], what: str) -> None:
         try:
@@ -396,8 +397,8 @@ class DurableQueue:
             log.warning("exporter %s: cannot make the store's writes durable (%s); the "
                         "batches stay in the queue until it can", self.owner, exc)
             return
-        for update in updates:
-            update()
+        for action in updates:
+            action()
 
     def _read(self, records: list[Record],
                join: bool) -> tuple[list[bytes | Exception], bytes]:
@@ -513,7 +514,7 @@ class DurableQueue:
     def _done(self, rec: Record) -> None:
         # it holds its place in the queue until it leaves the log: while the store cannot be
         # synced, the queue fills and refuses clients instead of the log filling the disk
-        self._settle(lambda: self._leave(rec), "record a sent batch in the queue")
+        self._settle(lambda: self._leave(rec))
 
     def _leave(self, rec: Record) -> None:
         self._update(lambda: self.wal.ack(rec), "record a sent batch in the queue")
