@@ -41,3 +41,5 @@ def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
     assert [s["sent_at_s"] for s in slowest] == sorted(s["sent_at_s"] for s in slowest)
     assert list((tmp_path / "queue").iterdir()) == []  # the queue's directory is cleaned up
     assert res["ceiling"]["rows_per_s"] > 0 and res["gateway_to_ceiling"] > 0
+    # the ceiling stores every row it inserts (the same block again is not deduplicated away)
+    assert res["ceiling"]["stored_rows"] == res["ceiling"]["rows"]
