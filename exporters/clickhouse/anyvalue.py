@@ -168,25 +168,54 @@ def attributes_map(attrs: str) -> str:
 
 class SharedMaps:
     """Attribute maps made by ONE attributes_map instance: their KeyValue arrays go into one
-    array, attributes_map is mapped over it, and each map is taken back out by its position.
+    array, attributes_map is mapped over it, and each map (or run of maps) is taken back out by
+    its position.
 
     Why: ClickHouse plans a view's SELECT again on every INSERT, and attributes_map is most of
-    that cost, paid once per instance. Sharing costs a copy of the KeyValues and of the maps
-    taken out, so it is for the maps of a resource and of a scope, made once per scope before
-    the ARRAY JOIN down to log records or data points. (Not for span, event, link or point
-    attributes: for those the copies cost more execution time than the planning they save.)
-    `expr()` is to be a column of a subquery and the maps are taken out in the query around
-    it: an alias used again in its own SELECT is planned again where it is used."""
+    that cost (~20 ms of a trace INSERT's ~100 ms), paid once per instance. Sharing costs a copy
+    of the KeyValues and of the maps taken out, so it is for maps made once per scope before
+    the ARRAY JOIN down to log records or data points, and for the maps of a span's events and
+    links, which most spans do not have. (Not for span, record or point attributes: for those
+    the copies cost more execution time than the planning they save.)
+    `expr()` and `lengths()` are to be columns of a subquery and the maps are taken out in the
+    query around it: an alias used again in its own SELECT is planned again where it is used."""
 
     def __init__(self, column: str) -> None:
         self.column = column
-        self._parts: list[str] = []
+        self._parts: list[tuple[str, bool]] = []  # (expression, is an array of KeyValue arrays)
+        self._fixed = 1        # where the next part starts: this
+        self._counts: list[str] = []  # plus these (outer columns: lengths of earlier runs)
 
-    def add(self, attrs: str) -> str:
-        """The map of the KeyValue array `attrs`: an expression over `column`."""
-        self._parts.append(attrs)
-        return f"{self.column}[{len(self._parts)}]"
+    def add(self, attrs: str, each: bool = False) -> str:
+        """The map of the KeyValue array `attrs` or, with `each`, the array of maps of the array
+        of KeyValue arrays `attrs`: an expression over `column` (and lengths())."""
+        start = " + ".join([str(self._fixed), *self._counts])
+        self._parts.append((attrs, each))
+        if not each:
+            self._fixed += 1
+            return f"{self.column}[{start}]"
+        count = f"`{self.column}_n{len(self._parts)}`"
+        self._counts.append(count)
+        return f"arraySlice({self.column}, {start}, {count})"
+
+    def lengths(self) -> list[tuple[str, str]]:
+        """(column, expression): the number of maps of each part added with `each`."""
+        return [(f"{self.column}_n{i}", f"length({attrs})")
+                for i, (attrs, each) in enumerate(self._parts, 1) if each]
 
     def expr(self) -> str:
-        """`column`: the maps of every KeyValue array added, in order."""
-        return f"arrayMap(x -> {attributes_map('x')}, [{', '.join(self._parts)}])"
+        """`column`: the maps of every part added, in order."""
+        runs: list[str] = []
+        singles: list[str] = []
+        for attrs, each in self._parts:
+            if not each:
+                singles.append(attrs)
+                continue
+            if singles:
+                runs.append(f"[{', '.join(singles)}]")
+                singles = []
+            runs.append(attrs)
+        if singles:
+            runs.append(f"[{', '.join(singles)}]")
+        arrays = runs[0] if len(runs) == 1 else f"arrayConcat({', '.join(runs)})"
+        return f"arrayMap(x -> {attributes_map('x')}, {arrays})"

@@ -35,10 +35,12 @@ def _ts(x: str) -> str:
 
 @dataclass(frozen=True)
 class Shared:
-    """A Map(String, String) column of the KeyValue array `attrs`, made by the one
+    """A Map(String, String) column of the KeyValue array `attrs` (with `each`: an
+    Array(Map(String, String)) of the array of KeyValue arrays `attrs`), made by the one
     attributes_map instance that the Shared columns of a target share (anyvalue.SharedMaps):
-    for maps made once per resource or scope."""
+    for maps made once per resource or scope, and for the few maps of events and links."""
     attrs: str
+    each: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,13 @@ class Target:
         outer: list[tuple[str, str]] = []
         for name, e in self.columns:
             if isinstance(e, Shared):
-                outer.append((name, maps.add(e.attrs)))
+                outer.append((name, maps.add(e.attrs, e.each)))
             elif isinstance(e, Derived):
                 outer.append((name, e.expr))
             else:
                 inner.append((name, e))
                 outer.append((name, f"`{name}`"))
-        inner.append((maps.column, maps.expr()))
+        inner += [(maps.column, maps.expr()), *maps.lengths()]
         return tuple_elements(f"SELECT\n    {_list(outer)}\nFROM (\n  SELECT\n    "
                               f"{_list(inner)}\n  FROM {source}{joins}{where}\n)")
 
@@ -127,11 +129,12 @@ TRACES = Flattening(Signal.TRACES, [("resource_spans", _TRACES_STRUCT)], [Target
         ("StatusMessage", "s.status.message"),
         ("Events.Timestamp", f"arrayMap(e -> {_ts('e.time_unix_nano')}, s.events)"),
         ("Events.Name", "arrayMap(e -> e.name, s.events)"),
-        ("Events.Attributes", f"arrayMap(e -> {attributes_map('e.attributes')}, s.events)"),
+        # events and links share one rendering: most spans have neither
+        ("Events.Attributes", Shared("arrayMap(e -> e.attributes, s.events)", each=True)),
         ("Links.TraceId", f"arrayMap(l -> {_hex_id('l.trace_id')}, s.links)"),
         ("Links.SpanId", f"arrayMap(l -> {_hex_id('l.span_id')}, s.links)"),
         ("Links.TraceState", "arrayMap(l -> l.trace_state, s.links)"),
-        ("Links.Attributes", f"arrayMap(l -> {attributes_map('l.attributes')}, s.links)"),
+        ("Links.Attributes", Shared("arrayMap(l -> l.attributes, s.links)", each=True)),
     ],
 )])
 
