@@ -95,9 +95,11 @@ def _staging_directory(root: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
 
 
-def _engine_config(root: Path) -> Path:
-    """ENGINE_CONFIG as `<root>/.otelgw-engine.xml`, replaced atomically (another process may be
-    reading it as it starts)."""
+def _engine_config(store: Path) -> Path:
+    """ENGINE_CONFIG as `<store>/.otelgw-engine.xml`, replaced atomically (another process may be
+    reading it as it starts). chDB reads its connection parameters as `name=value&…`: where the
+    store's path holds `&` or `?`, the file goes to the temporary directory instead."""
+    root = Path(tempfile.gettempdir()) if any(c in str(store) for c in "&?") else store
     path = root / ".otelgw-engine.xml"
     fd, tmp = tempfile.mkstemp(prefix=".otelgw-engine-", dir=root)
     try:
