@@ -183,20 +183,18 @@ class SharedMaps:
     def __init__(self, column: str) -> None:
         self.column = column
         self._parts: list[tuple[str, bool]] = []  # (expression, is an array of KeyValue arrays)
-        self._fixed = 1        # where the next part starts: this
-        self._counts: list[str] = []  # plus these (outer columns: lengths of earlier runs)
 
     def add(self, attrs: str, each: bool = False) -> str:
         """The map of the KeyValue array `attrs` or, with `each`, the array of maps of the array
         of KeyValue arrays `attrs`: an expression over `column` (and lengths())."""
-        start = " + ".join([str(self._fixed), *self._counts])
+        # where this part's maps start: after one map per single part and a run per `each`
+        singles = sum(not e for _, e in self._parts)
+        runs = [f"`{name}`" for name, _ in self.lengths()]
+        start = " + ".join([str(1 + singles), *runs])
         self._parts.append((attrs, each))
         if not each:
-            self._fixed += 1
             return f"{self.column}[{start}]"
-        count = f"`{self.column}_n{len(self._parts)}`"
-        self._counts.append(count)
-        return f"arraySlice({self.column}, {start}, {count})"
+        return f"arraySlice({self.column}, {start}, `{self.lengths()[-1][0]}`)"
 
     def lengths(self) -> list[tuple[str, str]]:
         """(column, expression): the number of maps of each part added with `each`."""

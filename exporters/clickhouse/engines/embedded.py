@@ -38,8 +38,8 @@ from gateway.errors import ConfigError
 
 # The embedded engine's server settings (a ClickHouse server's are its administrator's).
 #
-# merge_selector_base: the number of equal-sized parts a background merge joins at least (ClickHouse's
-# SimpleMergeSelector; default 5): each row is rewritten about log_base(part size / INSERT size)
+# merge_selector_base: the number of equal-sized parts a background merge joins at least
+# (ClickHouse's SimpleMergeSelector; default 5): each row is rewritten about log_base(part size / INSERT size)
 # times in its life, and at ~100k spans/s those rewrites cost as much CPU as the INSERTs' own
 # storing. Measured (64k-span INSERTs, 40 in a row): rows merged 7.4M → 3.3–4.0M, merge time
 # 11.8 s → 6.6–8.0 s per 2.7M spans with 8–12 instead of 5. The price: up to ~10 parts per

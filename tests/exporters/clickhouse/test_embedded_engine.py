@@ -14,7 +14,6 @@ def _merge_tree_settings(engine: EmbeddedEngine) -> dict[str, tuple[str, str]]:
     return {name: (value, changed) for name, value, changed in (r.split("\t") for r in rows)}
 
 
-
 # chDB reads `&` in its connection string as the start of another parameter
 @pytest.mark.parametrize("name", ["store", "a=b&c store"])
 def test_the_store_runs_with_the_merge_settings_of_an_ingest_store(tmp_path, name):
@@ -25,7 +24,7 @@ def test_the_store_runs_with_the_merge_settings_of_an_ingest_store(tmp_path, nam
         try:
             for e in (engine, other):
                 assert _merge_tree_settings(e) == {
-                    name: (str(value), "1") for name, value in MERGE_TREE_SETTINGS.items()}
+                    key: (str(value), "1") for key, value in MERGE_TREE_SETTINGS.items()}
         finally:
             other.close()
         # the tables the store creates merge by them (a table's own SETTINGS would override)

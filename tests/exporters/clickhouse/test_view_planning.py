@@ -43,7 +43,6 @@ def test_metric_target_views_render_nothing() -> None:
         assert renderings(t.select("src")) == 0, t.table
 
 
-
 def test_shared_maps_give_each_part_its_own_maps_back(tmp_path) -> None:
     """Single KeyValue arrays and arrays of them (events, links), mixed: each part gets its own
     maps, however many the parts before it had."""
