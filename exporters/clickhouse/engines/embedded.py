@@ -4,13 +4,16 @@ chDB serialises statements per connection, so inserts use a small pool of connec
 in parallel and release the GIL) and reads get a connection of their own: queries answer while
 ingest runs.
 
-An INSERT reads its data from a file (`INSERT … FROM INFILE`), one per insert connection in a
-directory of this engine's own under `<path>/.inserts` (two exporters may share a `path`),
+An INSERT reads its data from a file (`INSERT … FROM INFILE`), one per insert connection,
 rewritten for each INSERT: chDB 26.9's streaming insert (`send_insert`)
 reports success when the INSERT fails after its input was read (a CHECK constraint, an exception
 in a materialized view), which would let the sending queue drop a batch that was never stored,
 and inline data in the query text loses the leading newline byte every OTLP request starts with.
-The file stays in the page cache (it is not fsynced): the cost is one memory copy.
+On Linux the file is a memfd (read as /proc/self/fd/N): it never reaches a disk. A staging file
+on the store's file system did: the store's syncfs wrote every INSERT's input out again (as many
+bytes as the queue's log, 16 MiB per 64k spans), competing with the log's fsyncs. Elsewhere it
+is a file in a directory of this engine's own under `<path>/.inserts` (two exporters may share a
+`path`), emptied after its INSERT so that a sync finds little of it.
 
 ClickHouse writes parts without fsync (`fsync_after_insert` is off by default, and a wide part is
 dozens of files): a crash of the machine may lose the last seconds of them. The sending queue
@@ -73,14 +76,57 @@ def _settings_clause(settings: Settings | None) -> str:
     return " SETTINGS " + ", ".join(parts)
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+class _Stage:
+    """The file an insert connection's INSERT reads (`path`): the memfd `fd`, or a file."""
+
+    def __init__(self, fd: int | None, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        if self.fd is not None:
+            fd = self.fd
+            os.ftruncate(fd, 0)
+        else:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view, at = memoryview(data), 0
+            while at < len(view):
+                at += os.pwrite(fd, view[at:], at)
+        finally:
+            if fd != self.fd:
+                os.close(fd)
+
+    def clear(self) -> None:
+        """After the INSERT: the memory (or the dirty pages) go."""
+        try:
+            if self.fd is not None:
+                os.ftruncate(self.fd, 0)
+            else:
+                os.truncate(self.path, 0)
+        except OSError:
+            pass  # rewritten (O_TRUNC) by the next INSERT all the same
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _memfd(name: str) -> int | None:
+    """An anonymous in-memory file that the engine can open as /proc/self/fd/N, or None (not
+    Linux, or memfd_create or /proc not available)."""
+    create = getattr(os, "memfd_create", None)
+    if create is None:
+        return None
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
+        fd = create(name)
+    except OSError:
+        return None
+    if not os.path.exists(f"/proc/self/fd/{fd}"):
         os.close(fd)
+        return None
+    return fd
 
 
 def _staging_directory(root: Path) -> Path:
@@ -88,11 +134,15 @@ def _staging_directory(root: Path) -> Path:
     on the same path, another process) can overwrite a file between its write and its INSERT;
     directories of processes that no longer run (a crash) are removed."""
     root.mkdir(exist_ok=True)
+    _remove_stale(root)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _remove_stale(root: Path) -> None:
     for old in root.iterdir():
         pid = old.name.partition("-")[0]
         if pid.isdigit() and not _running(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
 
 
 def _engine_config(store: Path) -> Path:
@@ -150,16 +200,23 @@ class EmbeddedEngine(Engine):
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).resolve())
         self._chdb = chdb
-        self._pool: queue.Queue[tuple[object, Path]] = queue.Queue()
+        self._pool: queue.Queue[tuple[object, _Stage]] = queue.Queue()
         self._all = []
-        inbox = _staging_directory(Path(self.path) / ".inserts")
-        self._inbox = inbox
+        fds = [_memfd(f"otelgw-insert-{i}") for i in range(max(1, insert_connections))]
+        inserts = Path(self.path) / ".inserts"
+        self._inbox: Path | None = None  # without memfds: files in a directory of our own
+        if None in fds:
+            self._inbox = inbox = _staging_directory(inserts)
+        elif inserts.is_dir():
+            _remove_stale(inserts)  # files of a process that crashed
+        self._stages = [_Stage(fd, Path(f"/proc/self/fd/{fd}")) if fd is not None
+                        else _Stage(None, inbox / f"{i}.in") for i, fd in enumerate(fds)]
         # every connection names the same file: the first to start the engine configures it
         self._target = f"{self.path}?config-file={_engine_config(Path(self.path))}"
-        for i in range(max(1, insert_connections)):
+        for stage in self._stages:
             conn = chdb.connect(self._target)
             self._all.append(conn)
-            self._pool.put((conn, inbox / f"{i}.in"))
+            self._pool.put((conn, stage))
         self._reader = chdb.connect(self._target)
         self._reader_lock = threading.Lock()
         self._all.append(self._reader)
@@ -170,14 +227,14 @@ class EmbeddedEngine(Engine):
         self.query(sql, "TSV")
 
     def insert(self, sql: str, data: bytes, fmt: str, settings: Settings) -> None:
-        conn, inbox = self._pool.get()
+        conn, stage = self._pool.get()
         try:
             try:
-                _write_file(inbox, data)
+                stage.write(data)
             except OSError as exc:
-                raise EngineError(f"cannot stage the insert in {inbox}: {exc}",
+                raise EngineError(f"cannot stage the insert in {stage.path}: {exc}",
                                   retryable=True) from None
-            statement = (f"{sql} FROM INFILE '{_quote_path(inbox)}'"
+            statement = (f"{sql} FROM INFILE '{_quote_path(stage.path)}'"
                          f"{_settings_clause(settings)} FORMAT {fmt}")
             conn.query(statement, "TSV")  # type: ignore[attr-defined]
         except EngineError:
@@ -185,7 +242,8 @@ class EmbeddedEngine(Engine):
         except Exception as exc:  # chDB raises RuntimeError/ChdbError with the server message
             raise _error(exc) from None
         finally:
-            self._pool.put((conn, inbox))
+            stage.clear()
+            self._pool.put((conn, stage))
 
     def query(self, sql: str, fmt: str, settings: Settings | None = None) -> bytes:
         with self._reader_lock:
@@ -242,4 +300,7 @@ class EmbeddedEngine(Engine):
             except Exception:
                 pass
         self._all.clear()
-        shutil.rmtree(self._inbox, ignore_errors=True)
+        for stage in self._stages:
+            stage.close()
+        if self._inbox is not None:
+            shutil.rmtree(self._inbox, ignore_errors=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from exporters.clickhouse.config import ClickHouseConfig
-from exporters.clickhouse.engines import EngineError
+from exporters.clickhouse.engines import EngineError, embedded
 from exporters.clickhouse.engines.embedded import EmbeddedEngine
 from exporters.clickhouse.exporter import ClickHouseExporter
 from gateway.component import ComponentID, Host
@@ -68,10 +68,18 @@ def test_a_failing_materialized_view_fails_the_export(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_engines_on_one_path_stage_their_inserts_apart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("memfd", [True, False], ids=["memfd", "files"])
+def test_engines_on_one_path_stage_their_inserts_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memfd: bool) -> None:
     """Two exporters may share a `path`: a staging file shared between them could be rewritten by
     one between the other's write and its INSERT (one batch acknowledged but never stored,
-    another stored twice). Directories of processes that no longer run are cleaned up."""
+    another stored twice). On Linux each connection stages in a memfd, which nothing else can
+    reach and no sync writes to the disk; elsewhere in files of a directory per engine.
+    Directories of processes that no longer run (a crash) are cleaned up either way."""
+    if memfd and embedded._memfd("probe") is None:
+        pytest.skip("this system has no memfd_create or no /proc/self/fd")
+    if not memfd:
+        monkeypatch.setattr(embedded, "_memfd", lambda name: None)
     stale = tmp_path / "store" / ".inserts" / "999999999-gone"
     stale.mkdir(parents=True)
     (stale / "0.in").write_bytes(b"x" * 1000)
@@ -80,11 +88,17 @@ def test_engines_on_one_path_stage_their_inserts_apart(tmp_path: Path) -> None:
     try:
         assert not stale.exists()
         a.command("CREATE TABLE t (k String) ENGINE = MergeTree ORDER BY k")
+        # a long input then a short one: the short one must not carry the long one's tail
         for i in range(20):
-            (a if i % 2 else b).insert("INSERT INTO t", f"{i}\n".encode(), "TSV", {})
-        assert a.query("SELECT count(), uniqExact(k) FROM t", "TSV") == b"20\t20\n"
+            (a if i % 2 else b).insert("INSERT INTO t", f"{i}\n".encode() * (1000 if i < 2 else 1),
+                                       "TSV", {})
+        assert a.query("SELECT count(), uniqExact(k) FROM t", "TSV") == b"2018\t20\n"
         dirs = sorted(p.name for p in (tmp_path / "store" / ".inserts").iterdir())
-        assert len(dirs) == 2 and all(d.startswith(f"{os.getpid()}-") for d in dirs)
+        if memfd:
+            assert dirs == []
+            assert all(st.path.stat().st_size == 0 for st in a._stages + b._stages)  # emptied
+        else:
+            assert len(dirs) == 2 and all(d.startswith(f"{os.getpid()}-") for d in dirs)
     finally:
         a.close()
         b.close()
