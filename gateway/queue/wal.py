@@ -5,15 +5,24 @@ A queue directory holds:
 
     LOCK                 locked (flock) by the process that owns the queue, holds its pid
     <id>.wal             a segment: records one after another; only the newest is appended to
-                         (with fsync, segments may end in zeros: room not yet written, below)
+                         (with fsync, segments end in room not yet written: zeros, or what an
+                         earlier segment left in a reused file, below)
     <id>.ack             the offsets of the segment's records that are done (sent or set aside)
+    <id>.free            a done segment's file kept to become a later segment (below); gone when
+                         the log closes or opens: ids start again at 1 in an empty directory, so
+                         a file is reused only within the run that wrote it
 
 A record is `magic (4) | length (u32) | crc (u32) | body`, the body `kind (u8) | items (u32) |
-token (16) | payload`; little endian, the CRC-32 covers the length and the body. The token is a
-random 128-bit id the batch gets as it enters the log: every attempt to send the batch, before
-or after a restart, carries it, so the destination can drop a repeat. (Not a hash of the content:
-two batches with the same bytes are two batches, as without a queue.) An ack entry is
-`offset (u64) | crc of the offset (u32)`.
+token (16) | payload`; little endian, the CRC-32 covers the length and the body. The token is the
+id the batch gets as it enters the log, 64 random bits and the id of its segment (u64): every
+attempt to send the batch, before or after a restart, carries it, so the destination can drop a
+repeat. (Not a hash of the content: two batches with the same bytes are two batches, as without
+a queue; 64 random bits keep tokens apart within a deduplication window of any size in use.)
+The segment in the token tells a record from one an earlier segment left in a reused file.
+Records of format 1 (magic ending in 1, written before segments were reused) have a token of
+128 random bits; replay still reads them. The format only moves forward: a version before
+format 2 finds no record in a queue written by this one, so a queue is drained before going
+back to it. An ack entry is `offset (u64) | crc of the offset (u32)`.
 
 Batches exported together are tied by a group record (kind with GROUP set), written before the
 first attempt: its payload lists the members as `segment (u64) | offset (u64)`, its token is the
@@ -36,21 +45,28 @@ Segments are preallocated (unless fsync is `never`): an acknowledgement waits fo
 fdatasync, and one after a write that grows the file, or fills a fallocate'd (unwritten) extent,
 needs a filesystem journal commit, which is slow and queues behind every other file's metadata
 (on ext4, the store's parts). So once the active segment is a quarter full a thread of its own
-writes the next one as `segment_bytes` of zeros and fsyncs it and its directory entry; rotation
-then switches to it without touching the disk, and records are written at the file position,
-from its start. Rotation never waits for a spare: one that is not ready is abandoned (its thread
-deletes it) and a growing segment is created as without preallocation, under a newer id, so ids
-stay in the order records were written. The data of a segment ends where its zeros begin: replay
-stops there without a word (the scan for them runs back from the end of the file, so a record
-whose payload ends in zero bytes keeps them), a torn record before them is reported with its
-own bytes, and garbage before a valid record resynchronises as anywhere else. A spare left
-unused by a crash holds no record and goes at the next start like any empty segment. The byte
-count of the log (`disk_bytes`, the queue's bytes gauge) is the data, not the zeros; closing cuts
-the active segment back to its data.
+prepares the next one, a file of `segment_bytes` whose blocks are all written, and fsyncs its
+directory entry; rotation then switches to it without touching the disk, and records are
+written at the file position, from its start. The file is a done segment of this run, renamed
+(`.free` once done, then the new id: PostgreSQL's recycling of WAL files): written zeros cost as
+many disk writes as the records themselves. Without one, the spare is written full of zeros.
+Rotation never waits for a spare: one that is not ready is abandoned (its thread deletes it) and
+a growing segment is created as without preallocation, under a newer id, so ids stay in the order
+records were written, and an id is never that of a record in a reused file.
 
-Replay trusts nothing it reads: a record with a bad header or checksum is skipped and the scan
-resynchronises on the next magic whose record checks out; a torn record at the end of a segment
-(a crash mid-write) is skipped. Each skipped region is logged once. Acked records are checked
+The data of a segment ends where its zeros begin, or after its last record, where the bytes of
+a reused file's earlier segment (records that name another segment, or pieces of them) begin:
+replay stops there without a word (the scan for zeros runs back from the end of the file, so a
+record whose payload ends in zero bytes keeps them). A spare left unused by a crash holds no
+record of its own and goes at the next start like any empty segment. The byte count of the log
+(`disk_bytes`, the queue's bytes gauge) is the data, not the room after it; closing cuts the
+active segment back to its data.
+
+Replay trusts nothing it reads: a record with a bad header or checksum, or one that names
+another segment, is skipped and the scan resynchronises on the next record of the segment that
+checks out (the bytes between are reported as corrupt, once). Where none follows, the data ends:
+a record of the segment cut short there (a crash mid-write; its header names the segment) is
+reported with its bytes, anything else is the room after the data. Acked records are checked
 like the others (a corrupt length there would make the scan jump over pending records), and an
 ack counts only if it names the start of a record that checks out; the ack file is read entry by
 entry, resynchronising after a torn or corrupt entry. In doubt a record is sent again: its token
@@ -58,7 +74,8 @@ makes the destination drop the copy. Acks are not fsynced: an ack lost in a mach
 means the record is sent again. Where the disk must keep an ack (a dissolved group, the members
 of a group whose segment is deleted) the ack file and, once, its directory entry are fsynced.
 A segment is deleted once it is no longer appended to and every record is done (its files are
-removed by a thread: freeing a full segment would stall the event loop that acked its last record).
+removed, or its file kept as `.free`, by a thread: freeing a full segment would stall the event
+loop that acked its last record).
 
 Appending never leaves the log without a segment: the next segment is created (and its directory
 entry fsynced) before the full one is sealed; a restart always starts a new segment, so nothing
@@ -90,10 +107,13 @@ from gateway.queue.config import Fsync
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xa7OQ\x01"  # the last byte is the format version
+MAGIC = b"\xa7OQ\x02"  # the last byte is the format version
+_MAGIC_V1 = b"\xa7OQ\x01"  # a token of 128 random bits (replayed, never written)
+_MAGIC_PREFIX = MAGIC[:3]
 _HEAD = struct.Struct("<4sII")   # magic, body length, crc
 _LEN = struct.Struct("<I")
 _BODY = struct.Struct("<BI16s")  # kind, items, token
+_TOKEN_SEGMENT = struct.Struct("<8xQ")  # the token: 64 random bits, the segment's id
 _ACK = struct.Struct("<QI")      # offset, crc32 of the offset
 _OFFSET = struct.Struct("<Q")
 _REF = struct.Struct("<QQ")      # a group member: segment, offset
@@ -105,6 +125,7 @@ _IOV = 512  # buffers per writev (the kernel takes at most IOV_MAX = 1024)
 # when it fills at full speed, and a queue that is never busy keeps no 32 MiB spare
 _SPARE_AT = 4
 _ZERO_CHUNK = 1 << 20  # a preallocated segment is written (and scanned) in pieces of this size
+_FREE_MAX = 2  # done segments kept for reuse; enough for a rotation while the next one is done
 GROUP = 0x80       # kind flag: a group record
 BATCHABLE = 0x40   # kind flag: written by a queue that records every export as a group
 KIND_MASK = 0x3F
@@ -145,7 +166,9 @@ class _Segment:
     done: int = 0           # of them, acknowledged (or skipped)
     bytes: int = 0
     sealed: bool = False    # no longer appended to
-    preallocated: bool = False  # created full of zeros: `bytes` is where the data ends
+    preallocated: bool = False  # created at its full size: `bytes` is where the data ends
+    # a spare of this run (of full size, records of this format only): its file may be reused
+    reusable: bool = False
     read_fd: int | None = None
     ack_fd: int | None = None
     ack_bytes: int = 0         # size of the ack file, while ack_fd is open
@@ -164,7 +187,7 @@ _Work = list[_Append] | Callable[[], None]
 
 @dataclass
 class _Spare:
-    """The next segment, being filled with zeros by its own thread."""
+    """The next segment, being prepared by its own thread."""
     id: int
     path: Path
     thread: threading.Thread | None = None
@@ -199,13 +222,16 @@ class WriteAheadLog:
         self._rotate_failing = False   # a full segment could not be rotated (logged once)
         self._lock_fd = -1
         self._lock = threading.Lock()  # segment bookkeeping: the writer thread and the loop
-        # with fsync, segments are created full (of zeros) so that writing a record changes no
-        # file metadata and its fdatasync needs no journal commit; never: they simply grow
+        # with fsync, segments are created full (written zeros, or a reused file) so that
+        # writing a record changes no file metadata and its fdatasync needs no journal commit;
+        # never: they simply grow
         self.preallocate = fsync is not Fsync.NEVER
         self._spare: _Spare | None = None
         self._abandoned: list[_Spare] = []  # spares whose threads may still write: joined
         self._spare_failing = False    # the last spare could not be made (logged once)
         self._spare_for = 0            # the active segment a spare was last started for
+        self._free: list[Path] = []    # files of done segments, to be reused as spares
+        self._freeing = 0              # segments on their way to `_free` (the reaper renames)
         # appends and other work for the writer thread, in order; None stops it
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._submitted: list[_Append] = []  # this loop iteration's appends, handed over as one
@@ -214,7 +240,9 @@ class WriteAheadLog:
         self._unfinished = 0             # appends submitted and not yet reported
         # files of deleted segments, removed by a thread: freeing 32 MiB takes 10-20 ms,
         # which would stall the event loop that acks the segment's last record
-        self._doomed: queue.SimpleQueue[tuple[Path, ...] | None] = queue.SimpleQueue()
+        # (ack file, segment file), whether the segment file is kept for reuse
+        self._doomed: queue.SimpleQueue[tuple[tuple[Path, Path], bool] | None] = \
+            queue.SimpleQueue()
         self._reaper: threading.Thread | None = None
         self._all_done: asyncio.Event | None = None
         # after open(): pending groups, oldest first, with their pending members
@@ -245,6 +273,8 @@ class WriteAheadLog:
         for ack in self.directory.glob("*.ack"):
             if not ack.with_suffix(".wal").exists():  # its segment's deletion was cut short
                 ack.unlink()
+        for free in self.directory.glob("*.free"):  # reused only by the run that made them
+            self._unlink((free,))
         try:
             self._rotate()
         except OSError:
@@ -333,18 +363,19 @@ class WriteAheadLog:
             pos = 0
             while pos < end:
                 rec = _parse(mm, seg.id, pos, size, verify=True)
-                if rec is None:
+                if rec is None or rec.segment != seg.id:
                     nxt = _resync(mm, seg.id, pos + 1, size)
-                    skipped = (nxt if nxt is not None else end) - pos
-                    if nxt is None:
-                        log.warning("queue %s: segment %s ends with %d bytes at offset %d that "
-                                    "are no whole record (a write cut short by a crash, or "
-                                    "corruption): skipped", self.directory, seg.path.name,
-                                    skipped, pos)
+                    if nxt is None:  # the data ends here
+                        torn = _claims(mm, pos, seg.id, end)
+                        if torn:
+                            log.warning("queue %s: segment %s ends with %d bytes at offset %d "
+                                        "that are no whole record (a write cut short by a "
+                                        "crash, or corruption): skipped", self.directory,
+                                        seg.path.name, torn, pos)
                         break
                     log.warning("queue %s: segment %s has %d corrupt bytes at offset %d (bad "
                                 "header or checksum): skipped, the records after them are kept",
-                                self.directory, seg.path.name, skipped, pos)
+                                self.directory, seg.path.name, nxt - pos, pos)
                     pos = nxt
                     continue
                 seg.records += 1
@@ -359,7 +390,7 @@ class WriteAheadLog:
                 else:
                     found.append(rec)
                 pos += rec.length
-            seg.bytes = max(pos, end)
+            seg.bytes = pos
         if matched < len(acked):
             log.warning("queue %s: ack file %s names %d offsets where segment %s has no valid "
                         "record: ignored", self.directory, seg.ack_path.name,
@@ -492,10 +523,7 @@ class WriteAheadLog:
         size = 0         # bytes of `batch`
         stay = False     # the full segment could not be rotated: it takes the rest
         for i, (kind, items, payload) in enumerate(work):
-            token = os.urandom(16)
-            body = _BODY.pack(kind, items, token)
-            length = len(body) + len(payload)
-            head = _HEAD.pack(MAGIC, length, _crc(length, body, payload))
+            length = _BODY.size + len(payload)
             start = self._active_bytes() + size
             full = not stay and start > 0 and start + _HEAD.size + length > self.segment_bytes
             if full or self._suspect:
@@ -508,6 +536,9 @@ class WriteAheadLog:
                     return
                 start = self._active_bytes()
             assert self._active is not None
+            token = os.urandom(8) + _OFFSET.pack(self._active.id)
+            body = _BODY.pack(kind, items, token)
+            head = _HEAD.pack(MAGIC, length, _crc(length, body, payload))
             batch.append(Record(self._active.id, start, kind, items, len(payload), token))
             bufs += (head, body, payload)
             size += _HEAD.size + length
@@ -567,6 +598,7 @@ class WriteAheadLog:
     def _void(self, seg: _Segment, batch: list[Record]) -> None:
         """Writer thread: the records of a failed write must never be replayed (their clients
         were told they failed, and send them again): cut off, or else acked."""
+        seg.reusable = False  # no longer of full size, or not to be trusted
         try:
             os.ftruncate(self._fd, seg.bytes)
             return
@@ -596,7 +628,7 @@ class WriteAheadLog:
             next_id, path, fd = spare.id, spare.path, spare.fd
         else:
             next_id, path, fd = self._create_segment()
-        seg = _Segment(next_id, path, preallocated=spare is not None)
+        seg = _Segment(next_id, path, preallocated=spare is not None, reusable=spare is not None)
         with self._lock:
             old, old_fd = self._active, self._fd
             self._segments[next_id] = seg
@@ -648,19 +680,24 @@ class WriteAheadLog:
         spare.thread.start()
 
     def _fill_spare(self, spare: _Spare) -> None:
-        """Spare thread: the file gets its full size in written zeros (fallocate alone would
-        leave unwritten extents, whose conversion on the first write is a journal commit) and
-        reaches the disk with its directory entry. Any failure leaves no file behind."""
+        """Spare thread: the file is a done segment's, renamed, or else gets its full size in
+        written zeros (fallocate alone would leave unwritten extents, whose conversion on the
+        first write is a journal commit); it reaches the disk with its directory entry (and so
+        does the rename that made the reused file `.free`: until then a crash could leave it
+        under its old name, holding records of the new segment). Any failure leaves no file
+        behind."""
         fd = -1
         try:
             with contextlib.suppress(FileNotFoundError):
                 spare.path.with_suffix(".ack").unlink()
-            fd = os.open(spare.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            zeros = memoryview(bytes(min(_ZERO_CHUNK, self.segment_bytes)))
-            at = 0
-            while at < self.segment_bytes:
-                at += os.pwrite(fd, zeros[:self.segment_bytes - at], at)
-            os.fdatasync(fd)
+            fd = self._reuse(spare.path)
+            if fd < 0:
+                fd = os.open(spare.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                zeros = memoryview(bytes(min(_ZERO_CHUNK, self.segment_bytes)))
+                at = 0
+                while at < self.segment_bytes:
+                    at += os.pwrite(fd, zeros[:self.segment_bytes - at], at)
+                os.fdatasync(fd)
             fsync_path(self.directory)
             self._spare_failing = False
         except OSError as exc:
@@ -677,6 +714,24 @@ class WriteAheadLog:
                 spare.fd = fd
         if abandoned:  # outside the lock: freeing 32 MiB would hold up acks and reads
             self._drop_spare_file(spare.path, fd)
+
+    def _reuse(self, path: Path) -> int:
+        """Spare thread: a free file renamed to `path` and opened, or -1 (none, or it failed:
+        then it is deleted, and the spare written in zeros)."""
+        with self._lock:
+            if not self._free:
+                return -1
+            free = self._free.pop(0)
+        try:
+            os.rename(free, path)
+            return os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            log.warning("queue %s: cannot reuse %s for the next log segment (%s); writing a "
+                        "new one", self.directory, free.name, exc)
+            for gone in (free, path):
+                with contextlib.suppress(OSError):
+                    gone.unlink()
+            return -1
 
     @staticmethod
     def _drop_spare_file(path: Path, fd: int) -> None:
@@ -817,12 +872,15 @@ class WriteAheadLog:
         # only grow while the log is open, and the files are there until they are removed)
         paths = (seg.ack_path, seg.path)
         if self._reaper is not None:
-            self._doomed.put(paths)
+            reuse = seg.reusable and seg.bytes <= self.segment_bytes and \
+                len(self._free) + self._freeing < _FREE_MAX
+            self._freeing += reuse
+            self._doomed.put((paths, reuse))
         else:  # replay
             self._unlink(paths)
         self._segments.pop(seg.id, None)
 
-    def _unlink(self, paths: tuple[Path, ...]) -> None:
+    def _unlink(self, paths: tuple[Path, ...]) -> bool:
         for path in paths:
             try:
                 path.unlink()
@@ -830,12 +888,29 @@ class WriteAheadLog:
                 pass
             except OSError as exc:  # it stays; a later start deletes it when it finds it done
                 log.warning("queue %s: cannot delete %s: %s", self.directory, path.name, exc)
-                return
+                return False
+        return True
 
     def _reap(self) -> None:
-        """Reaper thread: removes the files of deleted segments, in order."""
-        while (paths := self._doomed.get()) is not None:
-            self._unlink(paths)
+        """Reaper thread: removes the files of deleted segments, in order; a reusable segment
+        file (after its acks) becomes `.free` instead."""
+        while (doomed := self._doomed.get()) is not None:
+            (ack, wal), reuse = doomed
+            free: Path | None = None
+            if self._unlink((ack,)):  # else the segment stays (a later start deletes it)
+                if reuse:
+                    free = wal.with_suffix(".free")
+                    try:
+                        os.rename(wal, free)
+                    except OSError:
+                        free = None
+                        self._unlink((wal,))
+                else:
+                    self._unlink((wal,))
+            with self._lock:
+                self._freeing -= reuse
+                if free is not None:
+                    self._free.append(free)
 
     def _sync_acks(self, seg: _Segment) -> None:
         try:
@@ -867,6 +942,8 @@ class WriteAheadLog:
         if reaper is not None:  # the directory is left as it is on disk
             self._doomed.put(None)
             await asyncio.to_thread(reaper.join)
+        free, self._free = self._free, []
+        await asyncio.to_thread(self._unlink, tuple(free))
         with self._lock:
             for seg in self._segments.values():
                 for fd in (seg.read_fd, seg.ack_fd):
@@ -890,6 +967,7 @@ class WriteAheadLog:
             self._fd = -1
             self._active = None
             if seg.done >= seg.records:
+                seg.reusable = False  # the log closes: no later segment
                 self._delete(seg)
 
 
@@ -906,11 +984,14 @@ def _writev_all(fd: int, bufs: list[bytes]) -> None:
 
 def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
            verify: bool) -> Record | None:
-    """The record at `pos` if its header (and, with `verify`, its checksum) checks out."""
+    """The record at `pos` if its header (and, with `verify`, its checksum) checks out, in
+    segment `segment`; its `segment` is the one it was written in (another: what a reused file
+    held before)."""
     if size - pos < OVERHEAD:
         return None
     magic, length, crc = _HEAD.unpack_from(buf, pos)
-    if magic != MAGIC or length < _BODY.size or length > size - pos - _HEAD.size:
+    if magic not in (MAGIC, _MAGIC_V1) or length < _BODY.size or \
+            length > size - pos - _HEAD.size:
         return None
     kind, items, token = _BODY.unpack_from(buf, pos + _HEAD.size)
     if verify:
@@ -920,19 +1001,44 @@ def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
             body.release()
         if not ok:
             return None
+    if magic == MAGIC:
+        (segment,) = _TOKEN_SEGMENT.unpack(token)
     return Record(segment, pos, kind, items, length - _BODY.size, token)
+
+
+def _names(buf: bytes | mmap.mmap, pos: int, segment: int) -> bool:
+    """Whether the record header at `pos` (whole) names `segment` in its token."""
+    return _TOKEN_SEGMENT.unpack_from(buf, pos + _HEAD.size + 5)[0] == segment
+
+
+def _claims(mm: mmap.mmap, pos: int, segment: int, end: int) -> int:
+    """The bytes of a record of `segment` cut short at `pos` (before `end`, the zeros), or 0
+    when what is there is no record of it: a header of format 1 (never reused), or one whose
+    token names the segment (its magic may be damaged)."""
+    if end - pos < OVERHEAD:
+        return end - pos if mm[pos:pos + len(_MAGIC_V1)] in (MAGIC, _MAGIC_V1) else 0
+    if mm[pos:pos + len(_MAGIC_V1)] != _MAGIC_V1 and not _names(mm, pos, segment):
+        return 0
+    (length,) = _LEN.unpack_from(mm, pos + len(MAGIC))
+    return min(end, pos + _HEAD.size + length) - pos
 
 
 def may_hold_records(directory: Path) -> bool:
     """Whether a queue directory (not open) has a segment that may hold a record: one that does
-    not start with zeros. A spare segment a crash left unused is all zeros."""
+    not start with zeros or with a record of another segment. A spare segment a crash left
+    unused is all zeros, or a reused file that holds an earlier segment's records."""
     for path in directory.glob("*.wal"):
         try:
             with open(path, "rb") as f:
-                if f.read(len(MAGIC)).strip(b"\0"):
-                    return True
+                head = f.read(OVERHEAD)
         except OSError:  # unreadable: let the owner's replay say why
             return True
+        if not head.strip(b"\0"):
+            continue
+        if head.startswith(MAGIC) and len(head) == OVERHEAD and path.stem.isdigit() and \
+                not _names(head, 0, int(path.stem)):
+            continue
+        return True
     return False
 
 
@@ -949,12 +1055,15 @@ def _data_end(mm: mmap.mmap, size: int) -> int:
 
 
 def _resync(mm: mmap.mmap, segment: int, pos: int, size: int) -> int | None:
-    """The offset of the next record at or after `pos` that checks out."""
+    """The offset of the next record of `segment` at or after `pos` that checks out (the
+    records of an earlier segment in a reused file are passed over before their checksum)."""
     while True:
-        pos = mm.find(MAGIC, pos)
+        pos = mm.find(_MAGIC_PREFIX, pos)
         if pos < 0:
             return None
-        if _parse(mm, segment, pos, size, verify=True) is not None:
+        if size - pos >= OVERHEAD and (mm[pos:pos + len(MAGIC)] != MAGIC or
+                                       _names(mm, pos, segment)) and \
+                _parse(mm, segment, pos, size, verify=True) is not None:
             return pos
         pos += 1
 
