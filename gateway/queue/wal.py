@@ -48,8 +48,9 @@ needs a filesystem journal commit, which is slow and queues behind every other f
 prepares the next one, a file of `segment_bytes` whose blocks are all written, and fsyncs its
 directory entry; rotation then switches to it without touching the disk, and records are
 written at the file position, from its start. The file is a done segment of this run, renamed
-(`.free` once done, then the new id: PostgreSQL's recycling of WAL files): written zeros cost as
-many disk writes as the records themselves. Without one, the spare is written full of zeros.
+(`.free` once done, at most `_FREE_MAX` of them, then the new id: PostgreSQL's recycling of
+WAL files): written zeros cost as many disk writes as the records themselves. Without one, the
+spare is written full of zeros.
 Rotation never waits for a spare: one that is not ready is abandoned (its thread deletes it) and
 a growing segment is created as without preallocation, under a newer id, so ids stay in the order
 records were written, and an id is never that of a record in a reused file.
