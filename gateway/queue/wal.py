@@ -119,6 +119,7 @@ _ACK = struct.Struct("<QI")      # offset, crc32 of the offset
 _OFFSET = struct.Struct("<Q")
 _REF = struct.Struct("<QQ")      # a group member: segment, offset
 OVERHEAD = _HEAD.size + _BODY.size
+_TOKEN_AT = OVERHEAD - _TOKEN_SEGMENT.size  # where a record's token starts
 MAX_PAYLOAD = 2**32 - 1 - _BODY.size  # the body length is a u32
 SEGMENT_BYTES = 32 * 2**20
 _IOV = 512  # buffers per writev (the kernel takes at most IOV_MAX = 1024)
@@ -537,7 +538,7 @@ class WriteAheadLog:
                     return
                 start = self._active_bytes()
             assert self._active is not None
-            token = os.urandom(8) + _OFFSET.pack(self._active.id)
+            token = os.urandom(8) + _OFFSET.pack(self._active.id)  # as _TOKEN_SEGMENT reads it
             body = _BODY.pack(kind, items, token)
             head = _HEAD.pack(MAGIC, length, _crc(length, body, payload))
             batch.append(Record(self._active.id, start, kind, items, len(payload), token))
@@ -1009,7 +1010,7 @@ def _parse(buf: bytes | mmap.mmap, segment: int, pos: int, size: int,
 
 def _names(buf: bytes | mmap.mmap, pos: int, segment: int) -> bool:
     """Whether the record header at `pos` (whole) names `segment` in its token."""
-    return _TOKEN_SEGMENT.unpack_from(buf, pos + _HEAD.size + 5)[0] == segment
+    return _TOKEN_SEGMENT.unpack_from(buf, pos + _TOKEN_AT)[0] == segment
 
 
 def _claims(mm: mmap.mmap, pos: int, segment: int, end: int) -> int:
