@@ -34,3 +34,19 @@ def test_the_store_runs_with_the_merge_settings_of_an_ingest_store(tmp_path, nam
         assert (tmp_path / name / "store").is_dir()  # the store is where it was asked to be
     finally:
         engine.close()
+
+
+def test_an_insert_of_tens_of_megabytes_is_stored_as_one_compact_part(tmp_path):
+    # 64k spans are ~32 MB uncompressed: over ClickHouse's 10 MiB default for Wide parts (a file
+    # or more per column, ~140 for otel_traces), under the store's 48 MiB
+    engine = EmbeddedEngine(str(tmp_path / "store"))
+    try:
+        engine.command("CREATE TABLE t (x UInt64, s String) ENGINE = MergeTree ORDER BY x")
+        # one block, so one part (an INSERT is cut into blocks of ~1M rows)
+        engine.command("INSERT INTO t SELECT number, concat(toString(number), repeat('x', 16)) "
+                       "FROM numbers(1000000) SETTINGS max_insert_block_size = 1000000")
+        rows = engine.query("SELECT part_type, data_uncompressed_bytes FROM system.parts "
+                            "WHERE table = 't' AND active", "TSV").decode().split()
+        assert rows[0] == "Compact" and 20 << 20 < int(rows[1]) < 48 << 20, rows
+    finally:
+        engine.close()
