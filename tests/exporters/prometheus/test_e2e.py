@@ -169,6 +169,10 @@ def test_clickhouse_has_the_same_data(stack: tuple[Gateway, str]) -> None:
     deltas = gw.rows("SELECT Value FROM otel_metrics_sum WHERE ServiceName = 'batcher' "
                      "AND MetricName = 'jobs' AND AggregationTemporality = 1 ORDER BY TimeUnix")
     assert [r["Value"] for r in deltas] == [2, 3]  # stored as sent; exposed as 5
+    # one INSERT feeds every metrics table, but each table's part becomes visible on its own
+    checkout = "ServiceName = 'checkout' AND MetricName = "
+    gw.wait_count("otel_metrics_histogram", 1, checkout + "'checkout.duration'")
+    gw.wait_count("otel_metrics_gauge", 1, checkout + "'room.temperature'")
     (hist,) = gw.rows("SELECT Count, Sum, BucketCounts FROM otel_metrics_histogram "
                       "WHERE ServiceName = 'checkout' AND MetricName = 'checkout.duration'")
     assert int(hist["Count"]) == len(DURATIONS) and hist["Sum"] == pytest.approx(sum(DURATIONS))
