@@ -21,7 +21,7 @@ import time
 import psutil
 
 from exporters.clickhouse.engines.embedded import EmbeddedEngine
-from exporters.clickhouse.ingest import schema_ddl
+from exporters.clickhouse.ingest import EMBEDDED_INSERT_SETTINGS, schema_ddl
 from exporters.clickhouse.schema import SchemaOptions
 
 TABLES = {"traces": ["otel_traces"], "logs": ["otel_logs"],
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    engine = EmbeddedEngine(args.path, insert_connections=args.threads)
+    # the gateway's engine settings, so that the two insert alike
+    engine = EmbeddedEngine(args.path, insert_connections=args.threads,
+                            insert_settings=EMBEDDED_INSERT_SETTINGS)
     for stmt in schema_ddl(dataclasses.replace(SchemaOptions(), database=SCRATCH)):
         engine.command(stmt)
     tables = TABLES[args.signal]

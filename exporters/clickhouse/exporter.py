@@ -29,7 +29,7 @@ from typing import Any
 from exporters.clickhouse import k8sevents, schema
 from exporters.clickhouse.config import ClickHouseConfig
 from exporters.clickhouse.engines import INPUT_CODES, Engine, EngineError, code_of
-from exporters.clickhouse.ingest import IngestPlan, plan, schema_ddl
+from exporters.clickhouse.ingest import EMBEDDED_INSERT_SETTINGS, IngestPlan, plan, schema_ddl
 from gateway.component import ComponentID, Host
 from gateway.errors import ConfigError, PermanentError, RetryableError
 from gateway.payload import Payload
@@ -48,7 +48,8 @@ def open_engine(cfg: ClickHouseConfig) -> Engine:
                             cfg.database, cfg.compress, cfg.timeout, cfg.connection_params)
     from exporters.clickhouse.engines.embedded import EmbeddedEngine
 
-    return EmbeddedEngine(cfg.path, insert_connections=cfg.sending_queue.num_consumers)
+    return EmbeddedEngine(cfg.path, insert_connections=cfg.sending_queue.num_consumers,
+                          insert_settings=EMBEDDED_INSERT_SETTINGS)
 
 
 def _input_refused(exc: EngineError) -> bool:

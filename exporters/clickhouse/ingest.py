@@ -125,6 +125,22 @@ def plan(signal: Signal, o: schema.SchemaOptions) -> IngestPlan:
     return IngestPlan(signal, ingest, ddl, f"INSERT INTO {ingest}", settings)
 
 
+# The embedded store's INSERTs leave the attribute-map and body indexes to its merges
+# (exclude_materialize_skip_indexes_on_insert), which build them for every merged part all the
+# same. Building them at INSERT cost ~0.2 CPU-s per 100k spans (0.91 → 0.69–0.72 for 64k-span
+# INSERTs, merges stopped, alternated in one process) and ~0.06 per 100k log records: a hash per
+# map entry or body token, and the mapKeys / mapValues columns they are built from, which also
+# made a 64k-span block look larger than min_bytes_for_wide_part (engines/embedded.py), so its
+# part was stored Wide. The gateway at a steady 100k spans/s: 1.09–1.24 cores instead of
+# 1.28–1.40 (3 runs each, alternated). The price: the freshest parts, until their first merge
+# (~10 INSERTs, merge_selector_base), are read whole by a query on attributes or Body, not
+# skipped; the results are the same. A ClickHouse server's INSERTs build every index unless
+# its users set this in connection_params (docs/scaling.md).
+EMBEDDED_INSERT_SETTINGS: dict[str, str | int] = {
+    "exclude_materialize_skip_indexes_on_insert": ", ".join(schema.insert_deferred_indexes()),
+}
+
+
 def schema_ddl(o: schema.SchemaOptions,
                aggregations: AggregationsConfig | None = None) -> list[str]:
     """Every statement that creates the tables, in dependency order (tables before views), with

@@ -54,8 +54,9 @@ from gateway.errors import ConfigError
 # the process's CPU in openat() finding inodes for them. 48 MiB keeps the default INSERTs Compact
 # (13 files), while merged parts of 48 MiB and more are Wide, as before: the columns of large
 # parts are best read apart, and merging into Compact parts measured no cheaper (metrics, whose
-# INSERT parts are small anyway). Measured (64k-span INSERTs, 10 in a row, 3 runs): 0.64-0.70
-# CPU-s per 100k spans instead of 0.82-0.93 for the engine's INSERTs, their kernel time halved.
+# INSERT parts are small anyway). The size counts the columns that skip indexes are built from:
+# with the attribute-map indexes built at INSERT, a 64k-span block measured over 48 MiB and was
+# stored Wide all the same; the store leaves them to merges (ingest.EMBEDDED_INSERT_SETTINGS).
 MERGE_TREE_SETTINGS = {"merge_selector_base": 10, "min_bytes_for_wide_part": 48 << 20}
 ENGINE_CONFIG = "<clickhouse><merge_tree>" + "".join(
     f"<{k}>{v}</{k}>" for k, v in MERGE_TREE_SETTINGS.items()) + "</merge_tree></clickhouse>\n"
@@ -197,7 +198,9 @@ def _error(exc: Exception) -> EngineError:
 
 
 class EmbeddedEngine(Engine):
-    def __init__(self, path: str, insert_connections: int = 2) -> None:
+    def __init__(self, path: str, insert_connections: int = 2,
+                 insert_settings: Settings | None = None) -> None:
+        """`insert_settings`: settings of every INSERT, under those the INSERT names."""
         try:
             import chdb
         except ImportError:  # the server-only image leaves the engine out
@@ -209,6 +212,7 @@ class EmbeddedEngine(Engine):
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(Path(path).resolve())
         self._chdb = chdb
+        self._insert_settings = dict(insert_settings or {})
         self._pool: queue.Queue[tuple[object, _Stage]] = queue.Queue()
         self._all = []
         fds = [_memfd(f"otelgw-insert-{i}") for i in range(max(1, insert_connections))]
@@ -244,7 +248,7 @@ class EmbeddedEngine(Engine):
                 raise EngineError(f"cannot stage the insert in {stage.path}: {exc}",
                                   retryable=True) from None
             statement = (f"{sql} FROM INFILE '{_quote_path(stage.path)}'"
-                         f"{_settings_clause(settings)} FORMAT {fmt}")
+                         f"{_settings_clause({**self._insert_settings, **settings})} FORMAT {fmt}")
             conn.query(statement, "TSV")  # type: ignore[attr-defined]
         except EngineError:
             raise
