@@ -50,7 +50,7 @@ import yaml
 
 from gateway.signals import Signal, count_items
 from loadtests import payloads
-from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway, free_port
+from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway, free_port, source_env
 
 TABLE = {Signal.TRACES: "otel_traces", Signal.LOGS: "otel_logs",
          Signal.METRICS: "otel_metrics_gauge"}
@@ -232,7 +232,7 @@ def settle(gw: Gateway, timeout: float = 90) -> float:
 def run_ceiling(data_dir: Path, signal: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "loadtests.ceiling", "--path", str(data_dir),
                           "--signal", signal, "--seconds", str(seconds)],
-                         capture_output=True, text=True, timeout=seconds + 300)
+                         capture_output=True, text=True, timeout=seconds + 300, env=source_env())
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -22,6 +22,19 @@ from typing import Any
 import yaml
 
 
+# The checkout these modules are in. Child processes import otelgw from it: they run from
+# other directories, where `python -m gateway.cli` would import whatever otelgw the interpreter
+# has installed (an editable install of another checkout, when benchmarking a git worktree).
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_env(**extra: str) -> dict[str, str]:
+    """This process's environment, with SOURCE_ROOT first on PYTHONPATH."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(SOURCE_ROOT), path) if p),
+            **extra}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,7 +134,7 @@ class Gateway:
             [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path),
              *(["--workers", str(self.workers)] if self.workers > 1 else [])],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env=source_env(PYTHONUNBUFFERED="1"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -43,3 +43,22 @@ def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
     assert res["ceiling"]["rows_per_s"] > 0 and res["gateway_to_ceiling"] > 0
     # the ceiling stores every row it inserts (the same block again is not deduplicated away)
     assert res["ceiling"]["stored_rows"] == res["ceiling"]["rows"]
+
+
+def test_the_processes_a_benchmark_starts_run_the_code_of_its_own_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a benchmark of a git worktree measures that worktree's gateway, not another otelgw that
+    # the interpreter would find first (here: one on PYTHONPATH; in practice an editable
+    # install of another checkout), though the gateway runs in a directory of its own
+    from loadtests.gatewayproc import SOURCE_ROOT, source_env
+
+    other = tmp_path / "other" / "gateway"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    (other / "cli.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    out = subprocess.run([sys.executable, "-c", "import gateway.cli; print(gateway.cli.__file__)"],
+                         cwd=tmp_path, env=source_env(), capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert Path(out.stdout.strip()) == SOURCE_ROOT / "gateway" / "cli.py"
+    assert SOURCE_ROOT == Path(__file__).resolve().parents[1]
