@@ -288,6 +288,8 @@ def test_span_latency_per_minute(agg_gateway: Gateway) -> None:
     post_spans(agg_gateway, req)
     n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
     assert agg_gateway.wait_count("otel_traces", n, "cluster_id = 'ci'") == n
+    # the view's table is written by a view of otel_traces: its part becomes visible on its own
+    agg_gateway.wait_count("otel_traces_latency_1m", 12, "cluster_id = 'ci' AND SpanKind = 'Server'")
     raw = agg_gateway.rows("SELECT ServiceName AS s, SpanName AS op, "
                            "toUnixTimestamp(toStartOfMinute(Timestamp)) AS t, Duration AS d, "
                            "StatusCode AS code FROM otel_traces WHERE cluster_id = 'ci'")
