@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.errors import PermanentError, RefusedError, RetryableError
 from gateway.queue.backoff import Backoff
@@ -160,6 +160,13 @@ class DurableQueue:
                 "Batches deleted from the dead-letter directory, oldest first, to keep it within "
                 "dead_letter_limit_mib", ["exporter"])
             self._t.exporter_queue_capacity.labels(**self._labels).set(self.cfg.queue_size)
+            # what an acknowledgement waits for: a slow disk shows here first
+            self.wal.on_commit = self._t.metric(
+                Histogram, "otelgw_exporter_queue_commit_duration_seconds",
+                "Duration of one group commit of the sending queue's write-ahead log: the write "
+                "of the requests that arrived meanwhile and its fdatasync", ["exporter"],
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                         2.5)).labels(**self._labels).observe
         self._gauges()
         if pending:
             items = sum(r.items for r in pending)

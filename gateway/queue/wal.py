@@ -98,6 +98,7 @@ import os
 import queue
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,6 +216,8 @@ class WriteAheadLog:
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         self.on_durable = on_durable   # called on the event loop for each record once durable
+        # called on the writer thread with the seconds of each group's write and fdatasync
+        self.on_commit: Callable[[float], None] | None = None
         self.disk_bytes = 0
         self._segments: dict[int, _Segment] = {}
         self._active: _Segment | None = None
@@ -573,6 +576,7 @@ class WriteAheadLog:
             return []
         seg = self._active
         assert seg is not None
+        started = time.perf_counter()
         try:
             for i in range(0, len(bufs), _IOV):
                 _writev_all(self._fd, bufs[i:i + _IOV])
@@ -587,6 +591,8 @@ class WriteAheadLog:
             error = OSError(exc.errno, f"the sending queue cannot write its log in "
                                        f"{self.directory}: {exc.strerror or exc}")
             return [error] * len(batch)
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started)
         written = sum(r.length for r in batch)
         with self._lock:
             seg.bytes += written

@@ -528,3 +528,32 @@ def test_batches_waiting_for_the_store_sync_keep_their_place_in_the_queue(
         await q.shutdown()
     asyncio.run(run())
     assert exported == [b"batch-0", b"batch-1", b"batch-2", b"room again"]
+
+
+@pytest.mark.parametrize("fsync", ["batch", "never"])
+def test_each_group_commit_of_the_log_is_timed(tmp_path: Path, fsync: str) -> None:
+    # what an acknowledgement waits for (the log's write and fdatasync) is a histogram per
+    # exporter: a slow disk shows there before it shows as client latency
+    t = SelfTelemetry()
+    name = "otelgw_exporter_queue_commit_duration_seconds"
+
+    gate = asyncio.Event()
+
+    async def held(batch: Batch) -> None:
+        await gate.wait()  # the batches stay in the log: its acks add no commits meanwhile
+
+    async def run() -> None:
+        q = _queue(tmp_path, held, t, fsync=fsync)
+        await q.start()
+        try:
+            for i in range(5):  # one after the other: five acknowledgements, five commits
+                await q.put(Signal.LOGS, 3, b"r%d" % i)
+            commits = _value(t, f"{name}_count", exporter="clickhouse")
+            assert commits == 5
+            assert _value(t, f"{name}_sum", exporter="clickhouse") > 0
+            assert _value(t, f"{name}_bucket", exporter="clickhouse", le="+Inf") == commits
+        finally:
+            gate.set()
+            await q.shutdown()
+
+    asyncio.run(run())
