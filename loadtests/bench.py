@@ -174,6 +174,20 @@ async def drive(url: str, bodies: list[bytes], items: int, seconds: float,
     return acks.result(time.monotonic() - started)
 
 
+COMMITS = "otelgw_exporter_queue_commit_duration_seconds_bucket"
+
+
+def commit_counts(gw: Gateway) -> dict[str, float]:
+    """The sending queue's group commits so far, cumulative per bucket bound ('0.1', '+Inf', …),
+    over the gateway's exporters; empty without a queue."""
+    out: dict[str, float] = {}
+    for (name, labels), value in gw.self_metrics().items():
+        if name == COMMITS:
+            le = dict(labels)["le"]
+            out[le] = out.get(le, 0.0) + value
+    return out
+
+
 def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: str,
                phase: str = "max") -> dict[str, Any]:
     cluster = f"bench-{run_id}-{signal.value}-{phase}"
@@ -181,6 +195,7 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
     items = count_items(signal, reqs[0])
     bodies = [r.SerializeToString() for r in reqs]
     assert gw.proc is not None
+    commits0 = commit_counts(gw)
     with CpuSampler(gw.proc.pid) as cpu:
         cpu0, main0 = cpu.times()
         started = time.monotonic()
@@ -196,6 +211,7 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
         stored = gw.wait_count(TABLE[signal], expected, where, timeout=120)
         until_stored = time.monotonic() - started
         cpu1, main1 = cpu.times()
+    commits1 = commit_counts(gw)
     acked = result["acked_items"]
     per_100k = 1e5 / acked if acked else 0.0
     t0 = cpu.samples[0]["t"] if cpu.samples else 0.0
@@ -214,6 +230,12 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
         "cpu_s_per_100k_total": (cpu1 - cpu0) * per_100k,
         "cpu_s_per_100k_event_loop": (main1 - main0) * per_100k,
         "peak_rss_mib": cpu.peak_rss / 2**20,
+        # what acknowledgements waited for: the log's group commits (write + fdatasync), and
+        # how many of them took over 100 ms (a disk stall shows here and in `slowest`)
+        **({"queue_commits": int(commits1["+Inf"] - commits0.get("+Inf", 0)),
+            "queue_commits_over_100ms": int(commits1["+Inf"] - commits1["0.1"]
+                                            - commits0.get("+Inf", 0) + commits0.get("0.1", 0))}
+           if commits1 else {}),
         "series": series,
     }
 

@@ -29,6 +29,9 @@ def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
     assert queue["directory"].startswith(str(tmp_path / "queue")), queue
     assert res["phase"] == "max" and res["zero_loss"], res
     assert res["stored_rows"] == res["acked_items"] > 0
+    # every acknowledgement waited for a commit of the log; group commits take several
+    assert 0 < res["queue_commits"] <= res["acked_items"]
+    assert 0 <= res["queue_commits_over_100ms"] <= res["queue_commits"]
     assert 0 < res["sustained_items_per_s"] <= res["items_per_s"]
     half = res["half_rate"]
     assert half["zero_loss"] and half["stored_rows"] == half["acked_items"] > 0, half
