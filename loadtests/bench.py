@@ -212,6 +212,7 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
         until_stored = time.monotonic() - started
         cpu1, main1 = cpu.times()
     commits1 = commit_counts(gw)
+    commits = {le: n - commits0.get(le, 0.0) for le, n in commits1.items()}  # this phase's
     acked = result["acked_items"]
     per_100k = 1e5 / acked if acked else 0.0
     t0 = cpu.samples[0]["t"] if cpu.samples else 0.0
@@ -232,10 +233,9 @@ def run_signal(gw: Gateway, signal: Signal, args: argparse.Namespace, run_id: st
         "peak_rss_mib": cpu.peak_rss / 2**20,
         # what acknowledgements waited for: the log's group commits (write + fdatasync), and
         # how many of them took over 100 ms (a disk stall shows here and in `slowest`)
-        **({"queue_commits": int(commits1["+Inf"] - commits0.get("+Inf", 0)),
-            "queue_commits_over_100ms": int(commits1["+Inf"] - commits1["0.1"]
-                                            - commits0.get("+Inf", 0) + commits0.get("0.1", 0))}
-           if commits1 else {}),
+        **({"queue_commits": int(commits["+Inf"]),
+            "queue_commits_over_100ms": int(commits["+Inf"] - commits["0.1"])}
+           if commits else {}),
         "series": series,
     }
 

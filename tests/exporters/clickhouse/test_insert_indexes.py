@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
@@ -30,25 +29,6 @@ def _read(engine: Engine, sql: str) -> tuple[int, int]:
     """(the query's count(), rows it read)."""
     out = json.loads(engine.query(sql, "JSON"))
     return int(out["data"][0]["c"]), int(out["statistics"]["rows_read"])
-
-
-def _with_exporter(path: Path, check) -> None:
-    async def run() -> None:
-        ex = ClickHouseExporter(ComponentID("clickhouse"), ClickHouseConfig.model_validate(
-            {"path": str(path), "sending_queue": {"enabled": False}}))
-        await ex.start(Host(telemetry=SelfTelemetry()))
-        try:
-            for seed in (1, 2):  # two parts: the merge below has something to merge
-                for signal, make in ((Signal.TRACES, payloads.traces),
-                                     (Signal.LOGS, payloads.logs)):
-                    req = make(ROWS, seed=seed)
-                    await ex._export(Batch(signal, count_items(signal, req),
-                                           req.SerializeToString(), new_token()))
-            assert ex.engine is not None
-            check(ex.engine)
-        finally:
-            await ex.shutdown()
-    asyncio.run(run())
 
 
 def test_attribute_and_body_indexes_are_built_by_the_merge_and_trace_ids_at_insert(tmp_path):
@@ -81,4 +61,20 @@ def test_attribute_and_body_indexes_are_built_by_the_merge_and_trace_ids_at_inse
         for table in tables:
             assert int(engine.query(f"SELECT count() FROM {table}", "TSV")) == 2 * ROWS
 
-    _with_exporter(tmp_path / "store", check)
+    async def run() -> None:
+        ex = ClickHouseExporter(ComponentID("clickhouse"), ClickHouseConfig.model_validate(
+            {"path": str(tmp_path / "store"), "sending_queue": {"enabled": False}}))
+        await ex.start(Host(telemetry=SelfTelemetry()))
+        try:
+            for seed in (1, 2):  # two parts: the merge has something to merge
+                for signal, make in ((Signal.TRACES, payloads.traces),
+                                     (Signal.LOGS, payloads.logs)):
+                    req = make(ROWS, seed=seed)
+                    await ex._export(Batch(signal, count_items(signal, req),
+                                           req.SerializeToString(), new_token()))
+            assert ex.engine is not None
+            check(ex.engine)
+        finally:
+            await ex.shutdown()
+
+    asyncio.run(run())
