@@ -48,6 +48,7 @@ import aiohttp
 import psutil
 import yaml
 
+from gateway.files import mount_of
 from gateway.signals import Signal, count_items
 from loadtests import payloads
 from loadtests.gatewayproc import PRODUCTION_QUEUE_BATCH, Gateway, free_port, source_env
@@ -392,6 +393,11 @@ def main() -> None:
             gw.config["exporters"]["clickhouse"]["endpoint"] = server.url
             args.ceiling_seconds = 0  # the engine's ceiling is measured on the embedded store
         out["store"] = "server" if args.server else "embedded"
+        # where the disk's own stalls come from: online discard shows here (see DurableQueue)
+        queue = gw.config["exporters"]["clickhouse"]["sending_queue"].get("directory") or tmp
+        out["filesystems"] = {what: mount._asdict() | {"options": sorted(mount.options)}
+                              for what, path in (("store", tmp), ("queue", queue))
+                              if (mount := mount_of(Path(path))) is not None}
         gw.config_path.write_text(yaml.safe_dump(gw.config, sort_keys=False))
         gw.start()
         out["config"] = {k: gw.config[k] for k in ("processors", "exporters")}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.files import mount_of
+
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -27,6 +29,10 @@ def test_a_short_benchmark_run_reports_both_phases(tmp_path: Path) -> None:
     (res,) = run["results"]
     queue = run["config"]["exporters"]["clickhouse"]["sending_queue"]
     assert queue["directory"].startswith(str(tmp_path / "queue")), queue
+    # the filesystems the figures were taken on, with their options (online discard stalls)
+    assert run["filesystems"]["queue"]["point"] == mount_of(tmp_path / "queue").point
+    assert {"store", "queue"} <= run["filesystems"].keys()
+    assert "rw" in run["filesystems"]["store"]["options"]
     assert res["phase"] == "max" and res["zero_loss"], res
     assert res["stored_rows"] == res["acked_items"] > 0
     # every acknowledgement waited for a commit of the log; group commits take several

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from gateway.errors import PermanentError, RefusedError, RetryableError
+from gateway.files import mount_of
 from gateway.queue.config import QueueSettings, RetrySettings
 from gateway.queue.durable import Batch, DurableQueue
 from gateway.signals import Signal
@@ -557,3 +560,47 @@ def test_each_group_commit_of_the_log_is_timed(tmp_path: Path, fsync: str) -> No
             await q.shutdown()
 
     asyncio.run(run())
+
+
+def test_the_mount_of_a_path_is_the_filesystem_it_is_on(tmp_path: Path) -> None:
+    # against the kernel's own answer: the mount point found is on the path's device
+    mount = mount_of(tmp_path)
+    assert mount is not None
+    assert os.stat(mount.point).st_dev == os.stat(tmp_path).st_dev
+    assert "rw" in mount.options
+    if os.path.ismount("/dev/shm"):
+        shm = mount_of(Path("/dev/shm") / "a" / "b")  # need not exist
+        assert shm is not None and (shm.point, shm.fstype) == ("/dev/shm", "tmpfs")
+
+
+@pytest.mark.parametrize(("options", "fsync", "warned"), [
+    ("rw,relatime,discard", "batch", True),
+    ("rw,relatime,nodiscard", "batch", False),
+    ("rw,relatime", "always", False),
+    ("rw,relatime,discard", "never", False),  # no fsync: acknowledgements do not wait on it
+])
+def test_a_queue_on_a_filesystem_with_online_discard_is_warned_about(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        options: str, fsync: str, warned: bool) -> None:
+    # the mount table is the kernel's; only this filesystem's options are made up here
+    real = psutil.disk_partitions(all=True)
+    point = mount_of(tmp_path)
+    assert point is not None
+    monkeypatch.setattr(psutil, "disk_partitions", lambda all=False: [
+        *real, real[0]._replace(device="/dev/test", mountpoint=point.point, fstype="ext4",
+                                opts=options)])
+
+    async def done(batch: Batch) -> None:
+        pass
+
+    async def run() -> None:
+        q = _queue(tmp_path, done, fsync=fsync)
+        await q.start()
+        await q.shutdown()
+
+    with caplog.at_level("WARNING", logger="gateway.queue.durable"):
+        asyncio.run(run())
+    said = [r.getMessage() for r in caplog.records if "discard" in r.getMessage()]
+    assert bool(said) == warned
+    if warned:
+        assert str(tmp_path) in said[0] and "nodiscard" in said[0] and "fstrim" in said[0]
